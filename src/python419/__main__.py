@@ -1,0 +1,3 @@
+from python419.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Health of each component the API depends on: database, broker, workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from python419.broker import broker_ping, live_workers
+from python419.settings import Settings
+from python419.store import Store
+
+
+def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        detail = check() or {}
+        ok = True
+    except Exception as exc:
+        detail, ok = {"error": f"{type(exc).__name__}: {exc}"}, False
+    return {"ok": ok, "ms": round((time.perf_counter() - started) * 1000, 1), **detail}
+
+
+def health(store: Store, settings: Settings, celery_app: Any) -> tuple[int, dict[str, Any]]:
+    """200 when the API can take products and queue them; workers are reported, and their absence
+    makes the status `degraded` (notifications wait in the outbox) rather than 503."""
+    database = _timed(store.ping)
+    broker = _timed(lambda: broker_ping(settings))
+    workers = _timed(lambda: {"names": live_workers(celery_app)} if broker["ok"] else {"names": []})
+    workers["ok"] = workers["ok"] and bool(workers.get("names"))
+    if not (database["ok"] and broker["ok"]):
+        status, code = "down", 503
+    elif not workers["ok"]:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return code, {"status": status, "database": database, "broker": broker, "workers": workers}

@@ -1,0 +1,149 @@
+"""Every OS decision, as pure functions of an explicit platform value.
+
+Nothing here touches the OS except `detect_platform()`; tests cover the Windows branch by passing "windows".
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import PureWindowsPath
+from typing import Literal
+
+Platform = Literal["windows", "linux", "macos"]
+PLATFORMS: tuple[Platform, ...] = ("windows", "linux", "macos")
+
+Pool = Literal["prefork", "solo", "threads", "gevent", "eventlet"]
+POOLS: tuple[Pool, ...] = ("prefork", "solo", "threads", "gevent", "eventlet")
+
+CELERY_APP = "python419.tasks.celery_app"
+
+
+def detect_platform(sys_platform: str | None = None) -> Platform:
+    name = sys_platform if sys_platform is not None else sys.platform
+    if name.startswith("win") or name == "cygwin":
+        return "windows"
+    if name == "darwin":
+        return "macos"
+    return "linux"
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    pool: Pool
+    reason: str
+    warning: str | None = None
+
+
+def choose_pool(platform: Platform, requested: Pool | None = None) -> PoolChoice:
+    """The Celery pool for this OS. Windows has no fork(): prefork dies there with WinError 6/5, so it is solo."""
+    if platform == "windows":
+        if requested in (None, "solo"):
+            return PoolChoice("solo", "Windows has no fork(): solo runs tasks in the worker process itself")
+        return PoolChoice(
+            "solo",
+            "Windows has no fork(): solo runs tasks in the worker process itself",
+            warning=(
+                f"--pool {requested} is not reliable on Windows (prefork fails with WinError 6/5); "
+                "using solo. For concurrency run several processes: p419 up --workers N"
+            ),
+        )
+    if requested is None:
+        return PoolChoice("prefork", f"{platform} supports fork(): Celery's default prefork pool")
+    return PoolChoice(requested, f"--pool {requested} requested")
+
+
+def worker_args(
+    pool: Pool,
+    *,
+    concurrency: int | None = None,
+    loglevel: str = "info",
+    hostname: str | None = None,
+) -> list[str]:
+    """Arguments after `celery -A <app> worker`.
+
+    Mingle and gossip are off: they exist to sync many hosts and cost about a second at start-up.
+    """
+    args = [f"--pool={pool}", f"--loglevel={loglevel}", "--without-mingle", "--without-gossip"]
+    # solo runs one task at a time by definition; a concurrency flag there would only mislead.
+    if pool == "solo":
+        args.append("--concurrency=1")
+    elif concurrency is not None:
+        args.append(f"--concurrency={concurrency}")
+    if hostname:
+        args.append(f"--hostname={hostname}")
+    return args
+
+
+def celery_worker_command(python: str, args: list[str]) -> list[str]:
+    """The plain Celery command line equivalent to `p419 worker` (what a user would type by hand)."""
+    return [python, "-m", "celery", "-A", CELERY_APP, "worker", *args]
+
+
+# --- starting and stopping children -------------------------------------------------------------
+
+# Windows process creation flags (from WinBase.h); kept here so they are testable on any OS.
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CTRL_BREAK_EVENT = 1
+
+
+def creation_flags(platform: Platform) -> int:
+    """A child in its own process group can be sent CTRL_BREAK_EVENT without hitting us too."""
+    return CREATE_NEW_PROCESS_GROUP if platform == "windows" else 0
+
+
+def starts_new_session(platform: Platform) -> bool:
+    """On POSIX each child leads its own session, so a terminal's Ctrl+C reaches only the supervisor,
+    which then stops children in order."""
+    return platform != "windows"
+
+
+@dataclass(frozen=True)
+class StopMethod:
+    kind: Literal["signal", "ctrl-break"]
+    signal_number: int
+
+
+def stop_method(platform: Platform) -> StopMethod:
+    """How to ask a child for a warm shutdown: SIGTERM on POSIX, CTRL_BREAK_EVENT on Windows."""
+    if platform == "windows":
+        return StopMethod("ctrl-break", CTRL_BREAK_EVENT)
+    return StopMethod("signal", int(signal.SIGTERM))
+
+
+def orphan_guard(platform: Platform) -> Literal["job-object", "pdeathsig", "watchdog"]:
+    """How children die with a supervisor that was killed hard."""
+    return {"windows": "job-object", "linux": "pdeathsig", "macos": "watchdog"}[platform]  # type: ignore[return-value]
+
+
+def supervisor_stop_signals(platform: Platform) -> list[str]:
+    """Signal names that mean 'stop the stack' for the supervisor itself."""
+    if platform == "windows":
+        return ["SIGINT", "SIGBREAK"]
+    return ["SIGINT", "SIGTERM", "SIGHUP"]
+
+
+def redis_binary_candidates(platform: Platform, env: dict[str, str]) -> list[str]:
+    """Where to look for a Redis-compatible server, best first, after REDIS_SERVER and PATH."""
+    if platform != "windows":
+        return ["redis-server"]
+    names = ["redis-server.exe", "memurai.exe"]
+    roots = [
+        env.get("ProgramFiles", r"C:\Program Files"),
+        env.get("ProgramFiles(x86)", r"C:\Program Files (x86)"),
+    ]
+    paths = [
+        str(PureWindowsPath(root, folder, exe))
+        for root in roots
+        for folder, exe in (("Memurai", "memurai.exe"), ("Redis", "redis-server.exe"))
+    ]
+    return names + paths
+
+
+def redis_install_hint(platform: Platform) -> str:
+    return {
+        "windows": "install Memurai (a Redis for Windows) or run Redis in WSL: wsl sudo apt install redis-server",
+        "linux": "sudo apt-get install redis-server (or your distribution's redis package)",
+        "macos": "brew install redis",
+    }[platform]

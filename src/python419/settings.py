@@ -1,0 +1,157 @@
+"""Configuration from the environment and a `.env` file (pydantic-settings).
+
+Every process of the stack (CLI, API, workers) reads the same settings, so they always agree on the broker,
+the data dir and the Telegram endpoint. `p419 up` passes its choices to children through the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from python419.platforms import Platform, detect_platform
+
+BrokerKind = Literal["redis", "embedded"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_host: str = Field(default="127.0.0.1", validation_alias="REDIS_HOST")
+    redis_port: int = Field(default=6379, ge=1, le=65535, validation_alias="REDIS_PORT")
+
+    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_chat_id: str | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
+    telegram_api_url: str = Field(default="https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
+    telegram_timeout: float = Field(default=10.0, gt=0, le=120, validation_alias="TELEGRAM_TIMEOUT")
+
+    api_host: str = Field(default="127.0.0.1", validation_alias="P419_API_HOST")
+    api_port: int = Field(default=8000, ge=1, le=65535, validation_alias="P419_API_PORT")
+    data_dir: Path = Field(default=Path(".p419"), validation_alias="P419_DATA_DIR")
+    platform: Platform = Field(default_factory=detect_platform, validation_alias="P419_PLATFORM")
+    broker: BrokerKind = Field(default="redis", validation_alias="P419_BROKER")
+
+    # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
+    retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
+    sweep_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="P419_SWEEP_INTERVAL")
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _lower_platform(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("telegram_bot_token", "telegram_chat_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://api.telegram.org")
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _default_redis_url(self) -> Settings:
+        # The write-up configured REDIS_HOST/REDIS_PORT; REDIS_URL, when set, wins.
+        if self.redis_url is None:
+            self.redis_url = f"redis://{self.redis_host}:{self.redis_port}/0"
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker URL: Redis, or kombu's filesystem transport under the data dir."""
+        return "filesystem://" if self.broker == "embedded" else str(self.redis_url)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "p419.db"
+
+    @property
+    def embedded_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def token(self) -> str | None:
+        return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+
+def check_redis_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"must start with redis://, rediss:// or unix:// (got scheme {parts.scheme!r})")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("has no host, expected e.g. redis://127.0.0.1:6379/0")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port ({exc})") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("port must be 1..65535")
+
+
+def safe_url(url: str) -> str:
+    """A broker URL fit for messages: any password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(netloc=f"{user}***@{netloc}").geturl()
+
+
+# Map field names back to the variable a user sets, for error messages.
+ENV_NAMES = {
+    name: str(field.validation_alias)
+    for name, field in Settings.model_fields.items()
+    if field.validation_alias
+}
+
+
+class SettingsError(Exception):
+    """Invalid configuration, as one human line per problem (never includes secret values)."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = item.get("loc") or ()
+        name = ENV_NAMES.get(str(loc[0]), str(loc[0])) if loc else "REDIS_URL"
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        if name == "TELEGRAM_BOT_TOKEN":
+            lines.append(f"invalid setting {name}: {message}")
+        else:
+            lines.append(f"invalid setting {name}={item.get('input')!r}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings now (no cache). Raises SettingsError with a readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

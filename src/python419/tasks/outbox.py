@@ -1,0 +1,65 @@
+"""Getting outbox rows onto the broker: right after a product is created, and by a periodic sweep in every
+worker that picks up rows never enqueued (broker was down) or whose lease ran out (worker killed mid-task)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from python419.settings import Settings
+from python419.store import Notification, Store
+from python419.tasks.notifications import send_tg_notification
+
+log = logging.getLogger(__name__)
+
+# A queued message waits for a free worker; give it longer than a send before suspecting it lost.
+QUEUED_LEASE_FACTOR = 4
+
+
+def enqueue(store: Store, settings: Settings, notification: Notification) -> str | None:
+    """Publish the task for a row. Returns the task id, or None when the broker is unreachable."""
+    try:
+        result = send_tg_notification.apply_async(
+            args=(notification.product_name, notification.product_id),
+            kwargs={"notification_id": notification.id},
+            retry=False,
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends; the row stays for the sweep
+        log.warning("broker unreachable, notification %s stays pending: %s", notification.id, exc)
+        store.forget_lease(notification.id)
+        return None
+    store.mark_queued(notification.id, result.id, settings.lease_seconds * QUEUED_LEASE_FACTOR)
+    return str(result.id)
+
+
+def sweep(store: Store, settings: Settings) -> int:
+    """Enqueue every row that needs a message now. Returns how many were published."""
+    published = 0
+    for notification in store.due_for_enqueue(settings.lease_seconds):
+        if enqueue(store, settings, notification) is None:
+            break  # broker down: the rest would fail the same way
+        published += 1
+    return published
+
+
+class Sweeper(threading.Thread):
+    """Runs `sweep` at start and every `settings.sweep_interval` seconds until stopped."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        super().__init__(name="p419-outbox-sweeper", daemon=True)
+        self._store, self._settings = store, settings
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                count = sweep(self._store, self._settings)
+                if count:
+                    log.info("outbox sweep re-enqueued %d notification(s)", count)
+            except Exception:
+                log.exception("outbox sweep failed; will try again")
+            if self._stopped.wait(self._settings.sweep_interval):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()

@@ -105,5 +105,10 @@ def api(
     uvicorn.run("python419.api:app", host=config.api_host, port=config.api_port, reload=reload)
 
 
+from python419.doctor.command import doctor  # noqa: E402  (verbs that live in their own package)
+
+app.command()(doctor)
+
+
 def main() -> None:
     app()

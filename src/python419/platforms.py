@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Literal
@@ -139,6 +140,23 @@ def redis_binary_candidates(platform: Platform, env: dict[str, str]) -> list[str
         for folder, exe in (("Memurai", "memurai.exe"), ("Redis", "redis-server.exe"))
     ]
     return names + paths
+
+
+def find_redis_server(
+    platform: Platform,
+    env: dict[str, str],
+    which: Callable[[str], str | None],
+    exists: Callable[[str], bool],
+) -> str | None:
+    """The Redis server to start: REDIS_SERVER, then PATH, then (Windows) the usual install folders."""
+    configured = env.get("REDIS_SERVER")
+    if configured:
+        return configured if exists(configured) else which(configured)
+    for candidate in redis_binary_candidates(platform, env):
+        found = which(candidate) if not ("\\" in candidate or "/" in candidate) else candidate
+        if found and exists(found):
+            return found
+    return None
 
 
 def redis_install_hint(platform: Platform) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from python419 import __version__
@@ -21,6 +22,12 @@ def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(title="python419", version=__version__)
     app.add_middleware(BodySizeLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def schema_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without the echoed input: a NaN or a huge value there would make the 422 itself fail to encode.
+        detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def store() -> Store:
         return open_store(settings.database_path)

@@ -8,10 +8,6 @@ from typing import Any
 MAX_BODY_BYTES = 64 * 1024
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -24,28 +20,29 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
-        seen = 0
-        started = False
+        seen, started, rejected = 0, False, False
 
         async def counting_receive() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, rejected
+            message = dict(await receive())
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return dict(message)
+                if seen > self.max_bytes and not started:
+                    # A chunked body that grew too large: answer 413 ourselves and tell the app the
+                    # client went away, so it stops reading and its own response is dropped.
+                    rejected = True
+                    await self._reject(send)
+                    return {"type": "http.disconnect"}
+            return message
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def guarded_send(message: dict[str, Any]) -> None:
             nonlocal started
+            if rejected:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:  # a chunked body that grew too large while being read
-                await self._reject(send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _reject(self, send: Any) -> None:
         body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()

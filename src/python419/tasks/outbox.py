@@ -23,6 +23,9 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
             args=(notification.product_name, notification.product_id),
             kwargs={"notification_id": notification.id},
             retry=False,
+            # The outbox row records the outcome. Skipping the result backend also keeps a publish from
+            # blocking on the backend's reconnect loop while Redis is down.
+            ignore_result=True,
         )
     except Exception as exc:  # kombu raises OperationalError and friends; the row stays for the sweep
         log.warning("broker unreachable, notification %s stays pending: %s", notification.id, exc)

@@ -1,0 +1,167 @@
+"""A fake Telegram Bot API on 127.0.0.1 that speaks the real contract.
+
+- `POST /bot<TOKEN>/sendMessage` and `/getMe`, `/getChat`: 200 `{"ok": true, "result": ...}`.
+- A wrong token: 401 `{"ok": false, "error_code": 401, "description": "Unauthorized"}`.
+- An unknown chat: 400 `Bad Request: chat not found`.
+- Scripted answers per message (matched by a marker in the text): "429:<s>" (with parameters.retry_after),
+  "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Call:
+    method: str
+    token: str
+    payload: dict[str, Any]
+    answer: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeTelegram:
+    def __init__(self, token: str, chat_id: str) -> None:
+        self.token, self.chat_id = token, chat_id
+        self.calls: list[Call] = []
+        self._scripts: dict[str, deque[str]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self.release = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeTelegram:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, marker: str, answers: list[str]) -> None:
+        """Answer the next messages whose text contains `marker` with `answers`, in order, then "ok"."""
+        with self._lock:
+            self._scripts[marker].extend(answers)
+
+    def delivered(self, marker: str) -> list[Call]:
+        """Messages Telegram accepted (answered 200) whose text contains `marker`."""
+        with self._lock:
+            return [
+                c
+                for c in self.calls
+                if c.method == "sendMessage" and c.answer == "ok" and marker in c.payload.get("text", "")
+            ]
+
+    def attempts(self, marker: str) -> list[Call]:
+        with self._lock:
+            return [
+                c for c in self.calls if c.method == "sendMessage" and marker in c.payload.get("text", "")
+            ]
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return bool(predicate())
+
+    def _next_answer(self, text: str) -> str:
+        with self._lock:
+            for marker, answers in self._scripts.items():
+                if marker in text and answers:
+                    return answers.popleft()
+        return "ok"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                self._serve({})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b"{}"
+                try:
+                    payload = json.loads(raw or b"{}")
+                except ValueError:
+                    payload = {}
+                self._serve(payload if isinstance(payload, dict) else {})
+
+            def _serve(self, payload: dict[str, Any]) -> None:
+                parts = self.path.strip("/").split("/")
+                if len(parts) != 2 or not parts[0].startswith("bot"):
+                    return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                token, method = parts[0][3:], parts[1]
+                answer = "ok"
+                if token != fake.token:
+                    answer = "401"
+                elif method == "sendMessage":
+                    answer = fake._next_answer(str(payload.get("text", "")))
+                    if answer == "ok" and str(payload.get("chat_id")) != fake.chat_id:
+                        answer = "400"
+                elif method == "getChat" and str(payload.get("chat_id")) != fake.chat_id:
+                    answer = "400"
+                with fake._lock:
+                    fake.calls.append(Call(method, token, payload, answer))
+                self._answer(method, answer, payload)
+
+            def _answer(self, method: str, answer: str, payload: dict[str, Any]) -> None:
+                if answer == "ok":
+                    result: Any = {"id": 4242, "is_bot": True, "first_name": "p419", "username": "p419_bot"}
+                    if method == "sendMessage":
+                        result = {"message_id": len(fake.calls), "chat": {"id": payload.get("chat_id")}}
+                        result["text"] = payload.get("text")
+                    elif method == "getChat":
+                        result = {"id": payload.get("chat_id"), "type": "private"}
+                    return self._reply(200, {"ok": True, "result": result})
+                if answer.startswith("429"):
+                    wait = int(answer.partition(":")[2] or 1)
+                    return self._reply(
+                        429,
+                        {
+                            "ok": False,
+                            "error_code": 429,
+                            "description": f"Too Many Requests: retry after {wait}",
+                            "parameters": {"retry_after": wait},
+                        },
+                    )
+                if answer == "401":
+                    return self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                if answer == "400":
+                    return self._reply(
+                        400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+                    )
+                if answer == "500":
+                    return self._reply(
+                        500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+                    )
+                if answer == "hang":
+                    fake.release.wait(60)
+                # "drop", or a released hang: close the connection without an answer.
+                self.close_connection = True
+                self.connection.close()
+
+            def _reply(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

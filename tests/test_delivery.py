@@ -1,0 +1,173 @@
+"""End to end: POST a product to the real API, a real worker sends it to the fake Bot API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import TOKEN
+from tests.fake_telegram import FakeTelegram
+from tests.procs import RedisServer, free_port, wait_until
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def post_product(client: httpx.Client, name: str) -> dict:
+    response = client.post("/products", json={"name": name, "price": 9.5})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_status(client: httpx.Client, notification_id: int, statuses: set[str], timeout: float = 30) -> dict:
+    last: dict = {}
+
+    def done() -> bool:
+        nonlocal last
+        last = client.get(f"/notifications/{notification_id}").json()
+        return last["status"] in statuses
+
+    assert wait_until(done, timeout, 0.1), f"notification stuck: {last}"
+    return last
+
+
+def test_product_message_arrives_escaped_and_row_is_sent(api: httpx.Client, telegram: FakeTelegram) -> None:
+    marker = unique("tea")
+    body = post_product(api, f"<b>{marker}</b> & <i>co</i>")
+    assert body["notification"]["status"] == "queued" and body["notification"]["task_id"]
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "sent" and row["attempts"] == 1 and row["last_error"] is None
+    [call] = telegram.delivered(marker)
+    assert call.payload["parse_mode"] == "HTML"
+    assert call.payload["chat_id"] == telegram.chat_id
+    assert f"&lt;b&gt;{marker}&lt;/b&gt; &amp; &lt;i&gt;co&lt;/i&gt;" in call.payload["text"]
+    assert f"ID: {body['id']}" in call.payload["text"]
+
+
+def test_429_waits_retry_after_then_delivers(api: httpx.Client, telegram: FakeTelegram) -> None:
+    marker = unique("rate")
+    telegram.script(marker, ["429:1"])
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "sent" and row["attempts"] == 2
+    first, second = telegram.attempts(marker)
+    assert first.answer.startswith("429") and second.answer == "ok"
+    assert second.at - first.at >= 0.95, "the retry must wait Telegram's retry_after (1 s)"
+    assert len(telegram.delivered(marker)) == 1
+
+
+def test_401_fails_at_once_without_retries(api: httpx.Client, telegram: FakeTelegram) -> None:
+    marker = unique("unauth")
+    telegram.script(marker, ["401"])
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert "Unauthorized" in row["last_error"]
+    time.sleep(1)  # longer than the retry delay: a retry would have shown up by now
+    assert len(telegram.attempts(marker)) == 1
+
+
+def test_chat_not_found_is_permanent(api: httpx.Client, telegram: FakeTelegram) -> None:
+    marker = unique("nochat")
+    telegram.script(marker, ["400"])
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "failed" and "chat not found" in row["last_error"]
+    assert len(telegram.attempts(marker)) == 1
+
+
+def test_four_network_errors_fail_after_exactly_three_retries(
+    api: httpx.Client, telegram: FakeTelegram
+) -> None:
+    marker = unique("flaky")
+    telegram.script(marker, ["drop", "drop", "500", "drop", "ok"])
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "failed" and row["attempts"] == 4
+    assert "network error" in row["last_error"]
+    time.sleep(1)
+    assert len(telegram.attempts(marker)) == 4 and telegram.delivered(marker) == []
+
+
+def test_three_errors_then_success_is_delivered(api: httpx.Client, telegram: FakeTelegram) -> None:
+    marker = unique("recover")
+    telegram.script(marker, ["drop", "500", "drop"])
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "sent" and row["attempts"] == 4
+    assert len(telegram.delivered(marker)) == 1
+
+
+def test_token_never_in_any_output(api: httpx.Client, telegram: FakeTelegram, stack) -> None:
+    marker = unique("secret")
+    telegram.script(marker, ["401", "drop"])
+    for _ in range(2):
+        wait_status(api, post_product(api, marker)["notification_id"], {"sent", "failed"})
+    rows = api.get("/products").text
+    assert TOKEN not in stack.all_output() and TOKEN not in rows
+    assert TOKEN.split(":")[1] not in stack.all_output()
+    # and the worker did log real work, so the check above read something meaningful
+    assert "tasks.notifications.send_tg_notification" in stack.all_output()
+
+
+def test_worker_killed_mid_task_delivers_exactly_once(make_stack, telegram: FakeTelegram) -> None:
+    stack = make_stack()
+    worker = stack.start_worker("victim@%h")
+    stack.start_api()
+    marker = unique("killed")
+    telegram.script(marker, ["hang"])
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        body = post_product(client, marker)
+        assert telegram.wait_for(lambda: telegram.attempts(marker), 20), "worker never called Telegram"
+        worker.kill9()
+        assert client.get(f"/notifications/{body['notification_id']}").json()["status"] == "sending"
+        back = time.monotonic()
+        stack.start_worker("phoenix@%h")
+        row = wait_status(client, body["notification_id"], {"sent", "failed"}, timeout=60)
+        assert time.monotonic() - back < 60
+    assert row["status"] == "sent"
+    assert len(telegram.delivered(marker)) == 1
+    time.sleep(2)  # a duplicate would come from the sweep within a lease; none may
+    assert len(telegram.delivered(marker)) == 1
+
+
+def test_broker_down_at_post_then_delivered_when_it_returns(
+    make_stack, telegram: FakeTelegram, tmp_path
+) -> None:
+    own_redis = RedisServer(free_port(), tmp_path).start()
+    try:
+        stack = make_stack(own_redis.url)
+        stack.start_worker("patient@%h")
+        stack.start_api()
+        own_redis.stop()
+        marker = unique("offline")
+        with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+            started = time.monotonic()
+            body = post_product(client, marker)
+            assert time.monotonic() - started < 5, "POST must not hang on a dead broker"
+            assert body["notification"]["status"] == "pending"
+            assert client.get("/health").status_code == 503
+            own_redis.start()
+            row = wait_status(client, body["notification_id"], {"sent", "failed"}, timeout=60)
+        assert row["status"] == "sent" and len(telegram.delivered(marker)) == 1
+    finally:
+        own_redis.stop()
+
+
+@pytest.mark.parametrize("payload", [{"product_name": "legacy", "product_id": 7}])
+def test_message_from_the_original_project_is_handled(stack, telegram: FakeTelegram, payload) -> None:
+    """The write-up's producer sends by wire name with only (product_name, product_id)."""
+    from celery import Celery
+
+    legacy = Celery("tasks", broker=stack.env["REDIS_URL"], backend=stack.env["REDIS_URL"])
+    marker = unique("legacy")
+    result = legacy.send_task(
+        "tasks.notifications.send_tg_notification", args=(marker, payload["product_id"])
+    )
+    value = result.get(timeout=20)
+    assert value["status"] == "success" and marker in value["message"]
+    assert len(telegram.delivered(marker)) == 1

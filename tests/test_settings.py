@@ -1,0 +1,97 @@
+"""Configuration: defaults, the write-up's REDIS_HOST/REDIS_PORT, .env files, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from python419.settings import Settings, SettingsError, load_settings, safe_url
+from tests.conftest import TOKEN, clean_environ
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in [k for k in __import__("os").environ if k.startswith(("REDIS_", "TELEGRAM_", "P419_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
+    assert s.telegram_api_url == "https://api.telegram.org"
+    assert s.token is None and s.broker == "redis"
+
+
+def test_redis_host_and_port_build_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_HOST", "10.0.0.5")
+    monkeypatch.setenv("REDIS_PORT", "6380")
+    assert load_settings().redis_url == "redis://10.0.0.5:6380/0"
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:7000/3")
+    assert load_settings().redis_url == "redis://127.0.0.1:7000/3"
+
+
+def test_env_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nP419_PLATFORM=Windows\nP419_API_PORT=9001\n")
+    s = load_settings()
+    assert s.token == TOKEN and s.platform == "windows" and s.api_port == 9001
+    assert TOKEN not in repr(s)
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("P419_API_PORT", "70000", "P419_API_PORT"),
+        ("P419_PLATFORM", "beos", "P419_PLATFORM"),
+        ("REDIS_URL", "http://localhost", "REDIS_URL"),
+        ("REDIS_URL", "redis://localhost:99999/0", "REDIS_URL"),
+        ("TELEGRAM_API_URL", "not a url", "TELEGRAM_API_URL"),
+        ("P419_BROKER", "rabbit", "P419_BROKER"),
+    ],
+)
+def test_invalid_values_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=expected):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "key,value", [("P419_API_PORT", "70000"), ("P419_PLATFORM", "beos"), ("REDIS_URL", "http://x")]
+)
+def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, key: str, value: str) -> None:
+    env = {**clean_environ(), key: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "python419", "worker", "--dry-run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.strip().count("\n") == 0 and key in done.stderr
+
+
+def test_a_bad_token_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("P419_API_PORT", "nope")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert TOKEN not in str(caught.value)
+
+
+def test_safe_url_hides_passwords() -> None:
+    assert safe_url("redis://:hunter2@host:6379/0") == "redis://:***@host:6379/0"
+    assert safe_url("redis://user:hunter2@host/0") == "redis://user:***@host/0"
+    assert safe_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_embedded_broker_settings() -> None:
+    s = Settings(P419_BROKER="embedded", P419_DATA_DIR="d")  # type: ignore[call-arg]
+    assert s.broker_url == "filesystem://" and s.embedded_dir == Path("d") / "broker"

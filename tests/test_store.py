@@ -1,0 +1,81 @@
+"""The outbox's claim/lease rules with a fake clock: what makes delivery exactly-once in practice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from python419.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path) -> tuple[Store, Clock]:
+    clock = Clock()
+    return Store(tmp_path / "db.sqlite", clock=clock), clock
+
+
+def test_product_and_outbox_row_are_created_together(tmp_path: Path) -> None:
+    store, _ = make(tmp_path)
+    product, notification = store.create_product("Tea", 3.5, None)
+    assert notification.product_id == product.id and notification.status == "pending"
+    assert store.notification_for_product(product.id) == notification
+
+
+def test_claim_is_exclusive_and_final_rows_are_never_claimed(tmp_path: Path) -> None:
+    store, clock = make(tmp_path)
+    _, n = store.create_product("Tea", 1, None)
+    first = store.claim(n.id, lease_seconds=30)
+    assert first.granted and first.notification and first.notification.status == "sending"
+    assert not store.claim(n.id, 30).granted  # lease still live
+    clock.now += 31
+    assert store.claim(n.id, 30).granted  # the first sender is presumed dead
+    store.finish(n.id, "sent")
+    clock.now += 1000
+    refused = store.claim(n.id, 30)
+    assert not refused.granted and refused.notification and refused.notification.status == "sent"
+
+
+def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> None:
+    store, clock = make(tmp_path)
+    _, pending = store.create_product("a", 1, None)
+    _, queued = store.create_product("b", 1, None)
+    _, sending = store.create_product("c", 1, None)
+    _, done = store.create_product("d", 1, None)
+    store.mark_queued(queued.id, "t1", 120)
+    store.claim(sending.id, 30)
+    store.claim(done.id, 30)
+    store.finish(done.id, "dry-run")
+    assert [n.id for n in store.due_for_enqueue(30)] == [pending.id]
+    assert store.due_for_enqueue(30) == []  # leased by the first sweep
+    clock.now += 200
+    due = {n.id: n for n in store.due_for_enqueue(30)}
+    assert set(due) == {pending.id, queued.id, sending.id}
+    swept = store.get_notification(sending.id)
+    assert swept and swept.status == "queued"  # back in line, so the new message may claim it
+    assert store.claim(sending.id, 30).granted
+
+
+def test_retry_release_keeps_the_row_out_of_the_sweep_during_countdown(tmp_path: Path) -> None:
+    store, clock = make(tmp_path)
+    _, n = store.create_product("a", 1, None)
+    store.claim(n.id, 30)
+    store.release_for_retry(n.id, "boom", retry_in=5, lease_seconds=30)
+    row = store.get_notification(n.id)
+    assert row and row.status == "queued" and row.last_error == "boom" and row.attempts == 1
+    clock.now += 20
+    assert store.due_for_enqueue(30) == []
+    assert store.claim(n.id, 30).granted
+
+
+def test_forget_lease_lets_the_next_sweep_retry_a_failed_publish(tmp_path: Path) -> None:
+    store, _ = make(tmp_path)
+    _, n = store.create_product("a", 1, None)
+    assert store.due_for_enqueue(30)
+    store.forget_lease(n.id)
+    assert [x.id for x in store.due_for_enqueue(30)] == [n.id]

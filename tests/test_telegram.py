@@ -1,0 +1,97 @@
+"""The Bot API client against the fake Bot API: formatting, error classes, redaction."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from python419.telegram import (
+    MESSAGE_LIMIT,
+    TelegramClient,
+    TelegramError,
+    classify,
+    product_message,
+    redact,
+    token_looks_valid,
+)
+from tests.conftest import TOKEN
+from tests.fake_telegram import FakeTelegram
+from tests.procs import free_port
+
+
+def test_message_escapes_html() -> None:
+    text = product_message("<script>alert('x')</script> & Tom's", 12)
+    assert "&lt;script&gt;alert('x')&lt;/script&gt; &amp; Tom's" in text
+    assert text.startswith("🆕 New product: <b>") and text.endswith("</b>\nID: 12")
+
+
+@pytest.mark.parametrize("name", ["x" * 10_000, "&" * 5_000, "<>" * 3_000 + "tail"])
+def test_message_fits_telegram_limit_without_splitting_entities(name: str) -> None:
+    text = product_message(name, 1)
+    assert len(text) <= MESSAGE_LIMIT
+    body = text.split("<b>", 1)[1].rsplit("</b>", 1)[0]
+    assert body.endswith("…")
+    assert not body[:-1].endswith(("&", "&a", "&am", "&l", "&lt", "&g", "&gt"))
+
+
+def test_classify() -> None:
+    assert classify(200, {"ok": True, "result": {}}) is None
+    rate = classify(429, {"ok": False, "description": "Too Many Requests", "parameters": {"retry_after": 7}})
+    assert rate and rate.retryable and rate.retry_after == 7
+    for code in (400, 401, 403):
+        error = classify(code, {"ok": False, "description": "nope"})
+        assert error and not error.retryable
+    server = classify(502, None)
+    assert server and server.retryable
+
+
+def test_client_success_and_permanent_errors() -> None:
+    with FakeTelegram(TOKEN, "42") as fake:
+        client = TelegramClient(TOKEN, fake.url, timeout=5)
+        assert client.get_me()["is_bot"] is True
+        assert client.send_message("42", "hi")["text"] == "hi"
+        with pytest.raises(TelegramError, match="chat not found") as caught:
+            client.send_message("999", "hi")
+        assert caught.value.status_code == 400 and not caught.value.retryable
+        with pytest.raises(TelegramError, match="Unauthorized") as caught:
+            TelegramClient("1:wrong", fake.url).get_me()
+        assert caught.value.status_code == 401
+
+
+def test_client_rate_limit_and_network_errors_are_retryable() -> None:
+    with FakeTelegram(TOKEN, "42") as fake:
+        fake.script("m", ["429:3", "drop"])
+        client = TelegramClient(TOKEN, fake.url, timeout=5)
+        with pytest.raises(TelegramError) as caught:
+            client.send_message("42", "m")
+        assert caught.value.retryable and caught.value.retry_after == 3
+        with pytest.raises(TelegramError) as caught:
+            client.send_message("42", "m")
+        assert caught.value.retryable and "network error" in str(caught.value)
+
+
+def test_token_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TelegramError) as caught:
+        TelegramClient(TOKEN, dead, timeout=1).send_message("42", "x")
+    with FakeTelegram(TOKEN, "42") as fake:
+        fake.script("x", ["500"])
+        with pytest.raises(TelegramError) as second:
+            TelegramClient(TOKEN, fake.url).send_message("42", "x")
+    text = str(caught.value) + repr(caught.value) + str(second.value) + caplog.text
+    assert TOKEN not in text
+
+
+def test_redact() -> None:
+    assert (
+        redact(f"GET https://api.telegram.org/bot{TOKEN}/getMe")
+        == "GET https://api.telegram.org/bot<redacted>/getMe"
+    )
+    assert TOKEN not in redact(f"token is {TOKEN}", TOKEN)
+
+
+def test_token_format() -> None:
+    assert token_looks_valid(TOKEN)
+    assert not token_looks_valid("123:short") and not token_looks_valid("abc")

@@ -9,7 +9,7 @@ from enum import Enum
 import typer
 from rich.console import Console
 
-from python419.platforms import celery_worker_command, choose_pool, worker_args
+from python419.platforms import celery_worker_command, choose_pool, detect_platform, worker_args
 from python419.settings import Settings, SettingsError, get_settings, safe_url
 
 app = typer.Typer(
@@ -28,6 +28,12 @@ class PoolName(str, Enum):
     threads = "threads"
     gevent = "gevent"
     eventlet = "eventlet"
+
+
+class BrokerChoice(str, Enum):
+    auto = "auto"
+    redis = "redis"
+    embedded = "embedded"
 
 
 class LogLevel(str, Enum):
@@ -73,9 +79,25 @@ def worker(
     if dry_run:
         out.print(shlex.join(celery_worker_command(sys.executable, args)), soft_wrap=True)
         return
+    from python419.supervisor.orphans import start_watchdog_from_env
     from python419.tasks import celery_app
 
+    start_watchdog_from_env(detect_platform())  # only under `p419 up`
+    _warm_shutdown_on_ctrl_break()
     celery_app.worker_main(["worker", *args])
+
+
+def _warm_shutdown_on_ctrl_break() -> None:
+    """Windows: `p419 up` stops a worker with CTRL_BREAK_EVENT; make that Celery's warm shutdown."""
+    import signal
+
+    if hasattr(signal, "SIGBREAK"):
+        from celery.worker import state
+
+        def warm(*_: object) -> None:
+            state.should_stop = 0
+
+        signal.signal(signal.SIGBREAK, warm)
 
 
 @app.command()
@@ -101,8 +123,110 @@ def api(
     """Serve the products API with uvicorn on P419_API_HOST:P419_API_PORT."""
     import uvicorn
 
+    from python419.supervisor.orphans import start_watchdog_from_env
+
+    start_watchdog_from_env(detect_platform())  # only under `p419 up`
     config = settings()
     uvicorn.run("python419.api:app", host=config.api_host, port=config.api_port, reload=reload)
+
+
+@app.command()
+def up(
+    workers: int = typer.Option(
+        1, min=1, max=32, help="Worker processes (each its own node: worker1@%h, ...)."
+    ),
+    pool: PoolName | None = typer.Option(None, help="Celery pool; forced to solo on Windows."),
+    concurrency: int | None = typer.Option(
+        None, min=1, max=256, help="Per-worker concurrency (not for solo)."
+    ),
+    loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
+    reload: bool = typer.Option(False, "--reload", help="Restart the API on code changes."),
+    broker: BrokerChoice = typer.Option(BrokerChoice.auto, help="redis, embedded (no server), or auto."),
+    grace: float = typer.Option(
+        10.0, min=0, max=600, help="Seconds children get to stop before being killed."
+    ),
+    ready_timeout: float = typer.Option(
+        30.0, min=1, max=600, help="Seconds to wait for every child to be ready."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (argv, environment) and exit."),
+) -> None:
+    """Start Redis (if needed), the API and the workers; gate on readiness; restart crashes; Ctrl+C stops all."""
+    from python419.supervisor.plan import UpOptions
+    from python419.supervisor.run import UpError, make_plan, run
+
+    options = UpOptions(
+        workers=workers,
+        pool=pool.value if pool else None,
+        concurrency=concurrency,
+        loglevel=loglevel.value,
+        reload=reload,
+        broker=broker.value,
+    )
+    try:
+        plan = make_plan(settings(), options)
+        if dry_run:
+            from python419.supervisor.run import dry_run as show
+
+            show(plan, out)
+            return
+        code = run(plan, out, grace=grace, ready_timeout=ready_timeout)
+    except UpError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show the children of a running `p419 up`: pid, state, uptime, restarts, CPU, memory."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from python419.supervisor.state import child_statuses, read_state
+
+    state = read_state(settings().data_dir.resolve() / "run")
+    if state is None:
+        if json_output:
+            out.print_json(json.dumps({"running": False}))
+        raise fail("p419 up is not running (no live state file in the data dir)", 1)
+    rows = child_statuses(state)
+    if json_output:
+        doc = {"running": True, "pid": state["pid"], "ready": state["ready"], "api_url": state["api_url"]}
+        doc["children"] = [dataclasses.asdict(r) for r in rows]
+        print(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"p419 up (pid {state['pid']}) — {state['api_url']}")
+    for column in ("name", "pid", "state", "uptime", "restarts", "cpu %", "rss MB"):
+        table.add_column(column)
+    for r in rows:
+        uptime = f"{r.uptime:.0f}s" if r.uptime is not None else "-"
+        cpu = f"{r.cpu_percent:.1f}" if r.cpu_percent is not None else "-"
+        rss = f"{r.rss_mb:.1f}" if r.rss_mb is not None else "-"
+        table.add_row(r.name, str(r.pid or "-"), r.state, uptime, str(r.restarts), cpu, rss)
+    out.print(table)
+
+
+@app.command()
+def down(timeout: float = typer.Option(30.0, min=0, help="Seconds to wait for the stack to stop.")) -> None:
+    """Ask a running `p419 up` to stop, as Ctrl+C would, and wait for it."""
+    import time
+
+    import psutil
+
+    from python419.supervisor.state import read_state, request_stop
+
+    run_dir = settings().data_dir.resolve() / "run"
+    state = read_state(run_dir)
+    if state is None:
+        raise fail("p419 up is not running", 1)
+    request_stop(run_dir)
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(int(state["pid"])) and read_state(run_dir) is not None:
+        if time.monotonic() > deadline:
+            raise fail(f"p419 up (pid {state['pid']}) did not stop within {timeout:g}s", 1)
+        time.sleep(0.1)
+    out.print(f"p419 up (pid {state['pid']}) stopped")
 
 
 from python419.doctor.command import doctor  # noqa: E402  (verbs that live in their own package)

@@ -65,8 +65,10 @@ def create_app() -> FastAPI:
         return NotificationOut.of(notification)
 
     @app.get("/health")
-    def get_health() -> JSONResponse:
-        code, body = health(store(), settings, celery_app)
+    def get_health(
+        workers: bool = Query(True, description="Also ping workers (takes up to 0.5 s)."),
+    ) -> JSONResponse:
+        code, body = health(store(), settings, celery_app, ping_workers=workers)
         return JSONResponse(body, status_code=code)
 
     return app

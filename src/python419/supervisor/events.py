@@ -1,0 +1,67 @@
+"""What the manager tells the world. The printer and the state file listen; neither decides anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class ChildReady:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StackReady:
+    seconds: float
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exited:
+    name: str
+    code: int | None
+    expected: bool
+
+
+@dataclass(frozen=True)
+class Restarting:
+    name: str
+    delay: float
+    failures: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The stack cannot run: a child gave up or never got ready. `tail` is its last log lines."""
+
+    name: str
+    reason: str
+    tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stopping:
+    reason: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    loud: bool = False
+
+
+Event = Output | Started | ChildReady | StackReady | Exited | Restarting | Failed | Stopping | Note

@@ -1,0 +1,157 @@
+"""Children must not outlive a supervisor that was killed hard (kill -9, a closed terminal).
+
+- Linux: each child gets a parent-death signal (prctl PR_SET_PDEATHSIG), so the kernel tells it at once.
+- Windows: children are put in a Job Object with KILL_ON_JOB_CLOSE; the OS kills them when our handle dies.
+- Everywhere, our own Python children also run a watchdog that notices the supervisor is gone and takes its
+  own process tree down (this is the macOS mechanism, and the backstop for grandchildren elsewhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from python419.platforms import Platform
+
+SUPERVISOR_PID_ENV = "P419_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def parent_gone(
+    platform: Platform, supervisor_pid: int, current_ppid: int, pid_exists: Callable[[int], bool]
+) -> bool:
+    """POSIX reparents an orphan (its ppid changes); Windows keeps a stale ppid, so ask whether it still lives."""
+    if platform == "windows":
+        return not pid_exists(supervisor_pid)
+    return current_ppid != supervisor_pid
+
+
+def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn for Popen on Linux; None elsewhere. SIGTERM, so a child still shuts down warmly."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # resolved before fork: nothing to import in the child
+    prctl = libc.prctl
+
+    def set_pdeathsig() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return set_pdeathsig
+
+
+def terminate_tree(root: psutil.Process, grace: float) -> None:
+    """SIGTERM a process tree, then SIGKILL whatever is left after `grace` seconds."""
+    try:
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+class Watchdog(threading.Thread):
+    """Runs inside a child: when the supervisor disappears, stop our descendants and exit."""
+
+    def __init__(
+        self, platform: Platform, supervisor_pid: int, interval: float = 0.5, grace: float = 5.0
+    ) -> None:
+        super().__init__(name="p419-watchdog", daemon=True)
+        self.platform, self.supervisor_pid = platform, supervisor_pid
+        self.interval, self.grace = interval, grace
+
+    def run(self) -> None:
+        while not parent_gone(self.platform, self.supervisor_pid, os.getppid(), psutil.pid_exists):
+            threading.Event().wait(self.interval)
+        me = psutil.Process()
+        for child in me.children(recursive=True):
+            terminate_tree(child, self.grace)
+        os._exit(1)
+
+
+def start_watchdog_from_env(platform: Platform, env: dict[str, str] | None = None) -> Watchdog | None:
+    value = (env if env is not None else os.environ).get(SUPERVISOR_PID_ENV, "")
+    if not value.isdigit():
+        return None
+    watchdog = Watchdog(platform, int(value))
+    watchdog.start()
+    return watchdog
+
+
+# --- Windows Job Object (ctypes only, no pywin32) ---------------------------------------------
+
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
+PROCESS_SET_QUOTA = 0x0100
+PROCESS_TERMINATE = 0x0001
+
+
+class _IoCounters(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulonglong) for name in ("r", "w", "o", "rb", "wb", "ob")]
+
+
+class _BasicLimits(ctypes.Structure):
+    _fields_ = [
+        ("PerProcessUserTimeLimit", ctypes.c_longlong),
+        ("PerJobUserTimeLimit", ctypes.c_longlong),
+        ("LimitFlags", ctypes.c_uint32),
+        ("MinimumWorkingSetSize", ctypes.c_size_t),
+        ("MaximumWorkingSetSize", ctypes.c_size_t),
+        ("ActiveProcessLimit", ctypes.c_uint32),
+        ("Affinity", ctypes.c_size_t),
+        ("PriorityClass", ctypes.c_uint32),
+        ("SchedulingClass", ctypes.c_uint32),
+    ]
+
+
+class ExtendedLimits(ctypes.Structure):
+    _fields_ = [
+        ("BasicLimitInformation", _BasicLimits),
+        ("IoInfo", _IoCounters),
+        ("ProcessMemoryLimit", ctypes.c_size_t),
+        ("JobMemoryLimit", ctypes.c_size_t),
+        ("PeakProcessMemoryUsed", ctypes.c_size_t),
+        ("PeakJobMemoryUsed", ctypes.c_size_t),
+    ]
+
+
+class JobObject:
+    """Every process assigned here dies when the supervisor's last handle to the job closes (at its death)."""
+
+    def __init__(self, kernel32: Any = None) -> None:
+        self._k32 = kernel32 if kernel32 is not None else ctypes.windll.kernel32  # type: ignore[attr-defined]
+        self.handle = self._k32.CreateJobObjectW(None, None)
+        if not self.handle:
+            raise OSError("CreateJobObjectW failed")
+        limits = ExtendedLimits()
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+        ok = self._k32.SetInformationJobObject(
+            self.handle,
+            JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS,
+            ctypes.byref(limits),
+            ctypes.sizeof(limits),
+        )
+        if not ok:
+            raise OSError("SetInformationJobObject failed")
+
+    def assign(self, pid: int) -> None:
+        process = self._k32.OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, False, pid)
+        if not process:
+            raise OSError(f"OpenProcess({pid}) failed")
+        try:
+            if not self._k32.AssignProcessToJobObject(self.handle, process):
+                raise OSError(f"AssignProcessToJobObject({pid}) failed")
+        finally:
+            self._k32.CloseHandle(process)

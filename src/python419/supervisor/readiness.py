@@ -1,0 +1,47 @@
+"""Is a child ready? Short, cheap probes: Redis PING, the API's quick health, the worker's own ready file."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+
+from python419.supervisor.plan import ChildSpec, Plan
+
+PROBE_TIMEOUT = 0.25
+
+
+def probe_url(api_url: str) -> str:
+    """A server bound to every interface is probed on loopback."""
+    parts = urlsplit(api_url)
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{parts.port}"
+
+
+class Probe:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._health = f"{probe_url(plan.api_url)}/health?workers=false"
+
+    def __call__(self, spec: ChildSpec) -> bool:
+        try:
+            if spec.kind == "redis":
+                client = redis.Redis.from_url(
+                    self.plan.env["REDIS_URL"],
+                    socket_timeout=PROBE_TIMEOUT,
+                    socket_connect_timeout=PROBE_TIMEOUT,
+                )
+                try:
+                    return bool(client.ping())
+                finally:
+                    client.close()
+            if spec.kind == "api":
+                return httpx.get(self._health, timeout=PROBE_TIMEOUT).status_code == 200
+            return spec.ready_file is not None and spec.ready_file.exists()
+        except (redis.RedisError, httpx.HTTPError, OSError):
+            return False

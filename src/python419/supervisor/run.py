@@ -1,0 +1,122 @@
+"""`p419 up` wired together: look around, plan, then run the manager with real processes and a printer."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import sys
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from python419.platforms import detect_platform, find_redis_server, supervisor_stop_signals
+from python419.settings import Settings, safe_url
+from python419.supervisor import events as ev
+from python419.supervisor.manager import Manager
+from python419.supervisor.orphans import JobObject
+from python419.supervisor.plan import Plan, PlanError, UpOptions, build_plan, choose_broker, is_local_redis
+from python419.supervisor.printer import Printer, plan_lines
+from python419.supervisor.process import ProcessFactory, install_stop_handlers
+from python419.supervisor.readiness import Probe
+from python419.supervisor.state import STOP_FILE, StateFile, read_state
+
+
+class UpError(Exception):
+    """`p419 up` cannot start; the message says why and what to do."""
+
+
+def redis_answers(url: str, timeout: float = 0.3) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def make_plan(settings: Settings, options: UpOptions) -> Plan:
+    url = str(settings.redis_url)
+    answers = options.broker != "embedded" and redis_answers(url)
+    binary = None
+    if options.broker != "embedded" and not answers and is_local_redis(url):
+        binary = find_redis_server(settings.platform, dict(os.environ), shutil.which, os.path.exists)
+    try:
+        broker = choose_broker(
+            options.broker,
+            url=safe_url(url),
+            answers=answers,
+            redis_binary=binary,
+            platform=settings.platform,
+        )
+    except PlanError as exc:
+        raise UpError(str(exc)) from None
+    return build_plan(
+        settings,
+        options,
+        python=sys.executable,
+        broker=broker,
+        redis_binary=binary,
+        supervisor_pid=os.getpid(),
+    )
+
+
+def dry_run(plan: Plan, console: Console) -> None:
+    for line in plan_lines(plan, "windows" if plan.platform == "windows" else "posix"):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
+    run_dir = plan.data_dir / "run"
+    running = read_state(run_dir)
+    if running is not None:
+        raise UpError(
+            f"p419 up is already running for {plan.data_dir} (pid {running['pid']}); p419 down stops it"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    stop_file = run_dir / STOP_FILE
+    stop_file.unlink(missing_ok=True)
+
+    # Process-level decisions follow the OS we really run on; the plan may preview another (P419_PLATFORM).
+    os_platform = detect_platform()
+    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    job = JobObject() if os_platform == "windows" else None
+    factory = ProcessFactory(
+        os_platform, {**os.environ, **plan.env}, lambda n, line: lines.put((n, line)), job
+    )
+    printer = Printer(console, [c.name for c in plan.children], plan.data_dir / "logs")
+    state = StateFile(run_dir, os.getpid(), plan.api_url)
+
+    def emit(event: ev.Event) -> None:
+        printer.handle(event)
+        state.handle(event)
+
+    manager = Manager(
+        plan,
+        factory,
+        Probe(plan),
+        emit,
+        lines=lines,
+        stop_requested=stop_file.exists,
+        grace=grace,
+        ready_timeout=ready_timeout,
+    )
+
+    def on_signal(signum: int, _: Any) -> None:
+        manager.request_stop(f"received {signal.Signals(signum).name}")
+
+    install_stop_handlers(supervisor_stop_signals(os_platform), on_signal)
+    emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
+    emit(ev.Note(f"worker pool: {plan.pool} ({plan.pool_reason})"))
+    if plan.pool_warning:
+        emit(ev.Note(plan.pool_warning, loud=True))
+    try:
+        return manager.run()
+    finally:
+        printer.close()
+        state.remove()
+        stop_file.unlink(missing_ok=True)

@@ -55,6 +55,21 @@ def settings() -> Settings:
         raise fail(str(exc), 2) from None
 
 
+def follow_running_stack() -> Settings:
+    """In a second terminal, talk to the broker the running `p419 up` chose (it may be the embedded one)."""
+    import os
+
+    from python419.supervisor.state import read_state
+
+    config = settings()
+    state = read_state(config.data_dir.resolve() / "run")
+    if state and "P419_BROKER" not in os.environ and state.get("broker") != config.broker:
+        os.environ["P419_BROKER"] = str(state["broker"])
+        get_settings.cache_clear()
+        config = settings()
+    return config
+
+
 @app.callback()
 def _main() -> None:
     settings()  # bad configuration: one clear line and exit 2, before any verb runs
@@ -111,7 +126,9 @@ def send(
     """Fire a notification by hand and show what happened."""
     from python419 import sending
 
-    outcome = sending.send(settings(), name, product_id, timeout=timeout, wait=not no_wait, direct=direct)
+    outcome = sending.send(
+        follow_running_stack(), name, product_id, timeout=timeout, wait=not no_wait, direct=direct
+    )
     (out if outcome.ok else err).print(outcome.line, soft_wrap=True, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
 

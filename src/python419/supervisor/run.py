@@ -89,7 +89,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         os_platform, {**os.environ, **plan.env}, lambda n, line: lines.put((n, line)), job
     )
     printer = Printer(console, [c.name for c in plan.children], plan.data_dir / "logs")
-    state = StateFile(run_dir, os.getpid(), plan.api_url)
+    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.env["P419_BROKER"])
 
     def emit(event: ev.Event) -> None:
         printer.handle(event)

@@ -20,7 +20,7 @@ STOP_FILE = "stop-request"
 class StateFile:
     """Listens to manager events and keeps `run/up.json` current (written atomically)."""
 
-    def __init__(self, run_dir: Path, supervisor_pid: int, api_url: str) -> None:
+    def __init__(self, run_dir: Path, supervisor_pid: int, api_url: str, broker: str) -> None:
         self.path = run_dir / STATE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
         me = psutil.Process(supervisor_pid)
@@ -29,6 +29,7 @@ class StateFile:
             "create_time": me.create_time(),
             "started": time.time(),
             "api_url": api_url,
+            "broker": broker,
             "ready": False,
             "children": {},
         }

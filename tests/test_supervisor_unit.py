@@ -1,0 +1,365 @@
+"""The supervisor's decisions without real processes: plan, backoff, the control loop with a fake clock."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import pytest
+
+from python419.platforms import CREATE_NEW_PROCESS_GROUP
+from python419.settings import Settings
+from python419.supervisor import events as ev
+from python419.supervisor.manager import Manager
+from python419.supervisor.orphans import (
+    JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    ExtendedLimits,
+    JobObject,
+    parent_gone,
+)
+from python419.supervisor.plan import ChildSpec, PlanError, UpOptions, build_plan, choose_broker
+from python419.supervisor.printer import Printer, describe, plan_lines
+from python419.supervisor.restart import Backoff
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def settings(platform: str, tmp_path: Path, **extra: str) -> Settings:
+    return Settings(P419_PLATFORM=platform, P419_DATA_DIR=str(tmp_path), **extra)  # type: ignore[arg-type]
+
+
+def test_broker_choice() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    pick = lambda mode, **kw: choose_broker(mode, url=kw.pop("url", url), platform="linux", **kw)  # noqa: E731
+    assert pick("auto", answers=True, redis_binary=None).kind == "reuse-redis"
+    assert pick("auto", answers=False, redis_binary="/usr/bin/redis-server").kind == "start-redis"
+    fallback = pick("auto", answers=False, redis_binary=None)
+    assert (
+        fallback.kind == "embedded" and fallback.loud and "apt-get install redis-server" in fallback.message
+    )
+    assert pick("embedded", answers=True, redis_binary="x").kind == "embedded"
+    assert (
+        pick("auto", url="redis://cache.internal:6379/0", answers=False, redis_binary="x").kind
+        == "remote-redis"
+    )
+    with pytest.raises(PlanError, match="no Redis server found"):
+        pick("redis", answers=False, redis_binary=None)
+
+
+def test_windows_plan(tmp_path: Path) -> None:
+    broker = choose_broker(
+        "auto", url="redis://127.0.0.1:6379/0", answers=False, redis_binary="memurai.exe", platform="windows"
+    )
+    plan = build_plan(
+        settings("windows", tmp_path),
+        UpOptions(workers=3, pool="prefork", concurrency=4),
+        python="C:\\py\\python.exe",
+        broker=broker,
+        redis_binary="memurai.exe",
+        supervisor_pid=99,
+    )
+    assert [c.name for c in plan.children] == ["redis", "api", "worker1", "worker2", "worker3"]
+    for n, worker in enumerate(plan.by_kind("worker"), start=1):
+        assert "--pool=solo" in worker.argv and f"--hostname=worker{n}@%h" in worker.argv
+        assert not any("prefork" in a or "concurrency" in a for a in worker.argv)
+        assert worker.env["P419_READY_FILE"].endswith(f"worker{n}.ready")
+    assert plan.creation_flags == CREATE_NEW_PROCESS_GROUP
+    assert plan.stop == "ctrl-break" and plan.orphan_guard == "job-object"
+    assert plan.pool_warning and "WinError" in plan.pool_warning
+    redis_argv = plan.by_kind("redis")[0].argv
+    assert redis_argv[:5] == ["memurai.exe", "--port", "6379", "--bind", "127.0.0.1"]
+    assert "--appendonly" in redis_argv and redis_argv[redis_argv.index("--dir") + 1] == str(
+        tmp_path.resolve() / "redis"
+    )
+    assert plan.env["P419_BROKER"] == "redis" and plan.env["P419_SUPERVISOR_PID"] == "99"
+    text = "\n".join(plan_lines(plan, "windows"))
+    assert "--pool=solo" in text and "ctrl-break" in text and "0x200" in text
+
+
+def test_linux_plan_embedded_and_concurrency(tmp_path: Path) -> None:
+    broker = choose_broker(
+        "embedded", url="redis://127.0.0.1:6379/0", answers=False, redis_binary=None, platform="linux"
+    )
+    plan = build_plan(
+        settings("linux", tmp_path),
+        UpOptions(workers=2, pool="prefork", concurrency=3, reload=True),
+        python="python",
+        broker=broker,
+        redis_binary=None,
+        supervisor_pid=1,
+    )
+    assert [c.kind for c in plan.children] == ["api", "worker", "worker"]
+    assert plan.env["P419_BROKER"] == "embedded" and "REDIS_URL" not in plan.env
+    assert "--reload" in plan.by_kind("api")[0].argv
+    assert (
+        "--concurrency=3" in plan.by_kind("worker")[0].argv
+        and "--pool=prefork" in plan.by_kind("worker")[0].argv
+    )
+    assert plan.creation_flags == 0 and plan.stop == "signal" and plan.orphan_guard == "pdeathsig"
+
+
+# --- backoff ----------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_caps_resets_and_gives_up() -> None:
+    backoff = Backoff()
+    delays = [backoff.on_exit(ran_for=1).delay for _ in range(4)]
+    assert delays == [0.5, 1.0, 2.0, 4.0]
+    assert backoff.on_exit(ran_for=1).give_up  # fifth quick failure in a row
+    healthy = Backoff(failures=4)
+    decision = healthy.on_exit(ran_for=61)
+    assert decision.delay == 0.5 and not decision.give_up
+    assert Backoff(failures=20).on_exit(ran_for=1).delay == 30.0
+
+
+# --- the control loop with fakes ---------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeChild:
+    next_pid = 1000
+
+    def __init__(self, spec: ChildSpec, world: World) -> None:
+        FakeChild.next_pid += 1
+        self.pid, self.spec, self.world = FakeChild.next_pid, spec, world
+        self.code: int | None = None
+        self.killed = False
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def stop(self) -> None:
+        self.world.log.append(("stop", self.spec.name, self.world.clock.now))
+        if self.spec.name not in self.world.ignores_stop:
+            self.code = 0
+
+    def kill_tree(self) -> None:
+        if self.code is None:
+            self.world.log.append(("kill", self.spec.name, self.world.clock.now))
+            self.code = -9
+
+
+class World:
+    """Fake processes: which children crash at once, which never get ready, which ignore SIGTERM."""
+
+    def __init__(
+        self,
+        crashing: set[str] = frozenset(),
+        unready: set[str] = frozenset(),
+        ignores_stop: set[str] = frozenset(),
+    ) -> None:  # type: ignore[assignment]
+        self.clock = Clock()
+        self.crashing, self.unready, self.ignores_stop = set(crashing), set(unready), set(ignores_stop)
+        self.children: dict[str, list[FakeChild]] = {}
+        self.log: list[tuple[str, str, float]] = []
+        self.events: list[ev.Event] = []
+
+    def factory(self, spec: ChildSpec) -> FakeChild:
+        child = FakeChild(spec, self)
+        if spec.name in self.crashing:
+            child.code = 1
+        self.children.setdefault(spec.name, []).append(child)
+        self.log.append(("start", spec.name, self.clock.now))
+        return child
+
+    def probe(self, spec: ChildSpec) -> bool:
+        return spec.name not in self.unready
+
+    def manager(self, tmp_path: Path, **kw: object) -> Manager:
+        broker = choose_broker(
+            "auto", url="redis://127.0.0.1:1/0", answers=False, redis_binary="r", platform="linux"
+        )
+        plan = build_plan(
+            settings("linux", tmp_path),
+            UpOptions(workers=2),
+            python="py",
+            broker=broker,
+            redis_binary="r",
+            supervisor_pid=1,
+        )
+        return Manager(
+            plan, self.factory, self.probe, self.events.append, clock=self.clock, sleep=self.clock.sleep, **kw
+        )  # type: ignore[arg-type]
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def test_starts_all_in_parallel_gates_on_readiness_then_stops_in_order(tmp_path: Path) -> None:
+    world = World()
+    manager = world.manager(tmp_path)
+    calls = {"n": 0}
+
+    def stop_after_ready() -> bool:
+        calls["n"] += 1
+        return manager.stack_ready
+
+    manager.stop_requested = stop_after_ready
+    assert manager.run() == 0
+    starts = [entry for entry in world.log if entry[0] == "start"]
+    assert [s[1] for s in starts] == ["redis", "api", "worker1", "worker2"] and {s[2] for s in starts} == {
+        0.0
+    }
+    [ready] = world.of(ev.StackReady)
+    assert ready.urls[0].startswith("http://127.0.0.1:")
+    stops = [entry[1] for entry in world.log if entry[0] == "stop"]
+    assert stops == ["worker1", "worker2", "api", "redis"]
+    assert all(e.expected for e in world.of(ev.Exited))
+
+
+def test_crash_is_restarted_with_backoff_then_given_up(tmp_path: Path) -> None:
+    world = World(crashing={"worker2"})
+    manager = world.manager(tmp_path)
+    assert manager.run() == 1
+    starts = [t for kind, name, t in world.log if kind == "start" and name == "worker2"]
+    gaps = [round(b - a, 2) for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(starts) == 5
+    # each gap is the backoff delay plus at most a couple of 50 ms loop ticks to notice the exit
+    for gap, delay in zip(gaps, [0.5, 1.0, 2.0, 4.0], strict=True):
+        assert delay <= gap <= delay + 0.15
+    assert [r.delay for r in world.of(ev.Restarting)] == [0.5, 1.0, 2.0, 4.0]
+    [failed] = world.of(ev.Failed)
+    assert failed.name == "worker2" and "giving up" in failed.reason
+    # everything else was stopped, in order
+    assert [n for kind, n, _ in world.log if kind == "stop"] == ["worker1", "api", "redis"]
+
+
+def test_child_never_ready_fails_with_its_last_lines(tmp_path: Path) -> None:
+    world = World(unready={"api"})
+    manager = world.manager(tmp_path, ready_timeout=3.0)
+    manager.lines.put(("api", "ERROR: [Errno 98] address already in use"))
+    assert manager.run() == 1
+    [failed] = world.of(ev.Failed)
+    assert failed.name == "api" and "not ready after 3s" in failed.reason
+    assert "address already in use" in failed.tail[-1]
+    assert world.of(ev.StackReady) == []
+
+
+def test_grace_period_then_kill(tmp_path: Path) -> None:
+    world = World(ignores_stop={"worker1"})
+    manager = world.manager(tmp_path, grace=2.0)
+    manager.stop_requested = lambda: manager.stack_ready
+    assert manager.run() == 0
+    [kill] = [entry for entry in world.log if entry[0] == "kill"]
+    [stop] = [entry for entry in world.log if entry[0] == "stop" and entry[1] == "worker1"]
+    assert kill[1] == "worker1" and kill[2] - stop[2] == pytest.approx(2.0, abs=0.1)
+
+
+def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
+    world = World(ignores_stop={"worker1", "worker2"})
+    manager = world.manager(tmp_path, grace=60.0)
+    original_sleep = world.clock.sleep
+
+    def sleep(seconds: float) -> None:
+        original_sleep(seconds)
+        if manager.stack_ready:
+            manager.request_stop("first Ctrl+C")
+            if any(kind == "stop" for kind, *_ in world.log):
+                manager.request_stop("second Ctrl+C")
+
+    manager.sleep = sleep
+    assert manager.run() == 0
+    kills = [entry for entry in world.log if entry[0] == "kill"]
+    assert {k[1] for k in kills} == {"worker1", "worker2"}
+    assert all(k[2] < 5 for k in kills), "a second Ctrl+C must not wait out the 60 s grace"
+    assert any(isinstance(e, ev.Stopping) and e.force for e in world.events)
+
+
+# --- orphans and Windows seams ------------------------------------------------------------------
+
+
+def test_parent_gone() -> None:
+    assert parent_gone("linux", 10, 1, lambda _: True)
+    assert not parent_gone("macos", 10, 10, lambda _: False)
+    assert parent_gone("windows", 10, 10, lambda _: False)  # Windows keeps a stale ppid
+    assert not parent_gone("windows", 10, 10, lambda _: True)
+
+
+class FakeKernel32:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def CreateJobObjectW(self, *args: object) -> int:
+        self.calls.append(("CreateJobObjectW", args))
+        return 77
+
+    def SetInformationJobObject(self, handle: int, klass: int, info: object, size: int) -> int:
+        limits = ctypes.cast(info, ctypes.POINTER(ExtendedLimits)).contents
+        self.calls.append(
+            ("SetInformationJobObject", handle, klass, limits.BasicLimitInformation.LimitFlags, size)
+        )
+        return 1
+
+    def OpenProcess(self, access: int, inherit: bool, pid: int) -> int:
+        self.calls.append(("OpenProcess", pid))
+        return 5
+
+    def AssignProcessToJobObject(self, job: int, process: int) -> int:
+        self.calls.append(("AssignProcessToJobObject", job, process))
+        return 1
+
+    def CloseHandle(self, handle: int) -> int:
+        self.calls.append(("CloseHandle", handle))
+        return 1
+
+
+def test_job_object_kills_on_close_and_takes_children() -> None:
+    k32 = FakeKernel32()
+    job = JobObject(k32)
+    job.assign(4321)
+    assert k32.calls[1] == (
+        "SetInformationJobObject",
+        77,
+        JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS,
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        ctypes.sizeof(ExtendedLimits),
+    )
+    assert ("OpenProcess", 4321) in k32.calls and ("AssignProcessToJobObject", 77, 5) in k32.calls
+    assert k32.calls[-1] == ("CloseHandle", 5)
+
+
+# --- printer ----------------------------------------------------------------------------------
+
+
+def test_printer_aligns_prefixes_and_writes_log_files(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=200, force_terminal=False, color_system=None)
+    printer = Printer(console, ["redis", "api", "worker1"], tmp_path / "logs")
+    printer.handle(ev.Output("api", "Uvicorn running"))
+    printer.handle(ev.Restarting("worker1", 0.5, 1))
+    printer.handle(ev.Exited("worker1", 1, expected=False))
+    printer.close()
+    lines = console.export_text().splitlines()
+    assert lines == [
+        "api     | Uvicorn running",
+        "p419    | restarting worker1 in 0.5s (failure 1 in a row)",
+        "p419    | worker1 exited unexpectedly with code 1",
+    ]
+    assert (tmp_path / "logs" / "api.log").read_text() == "Uvicorn running\n"
+    assert "\x1b[" not in console.export_text(styles=False)
+
+
+def test_describe_covers_every_event() -> None:
+    samples = [
+        ev.Started("api", 1),
+        ev.ChildReady("api", 0.4),
+        ev.StackReady(1.0, ("http://a", "http://a/docs")),
+        ev.Exited("api", 0, True),
+        ev.Restarting("api", 1, 2),
+        ev.Failed("api", "gave up"),
+        ev.Stopping("Ctrl+C"),
+        ev.Note("hello"),
+    ]
+    assert all(describe(e)[0] for e in samples)

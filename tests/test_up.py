@@ -1,0 +1,251 @@
+"""`p419 up` for real: real Redis (or the embedded broker), uvicorn and workers, driven like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import redis
+
+from tests.conftest import clean_environ
+from tests.fake_telegram import FakeTelegram
+from tests.procs import RedisServer, free_port, wait_until
+
+
+class Up:
+    """A running `p419 up` subprocess and what a user can see of it."""
+
+    def __init__(self, tmp_path: Path, telegram: FakeTelegram, *args: str, **env: str) -> None:
+        self.tmp_path = tmp_path
+        self.api_port = free_port()
+        self.env = {
+            **clean_environ(),
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "P419_API_PORT": str(self.api_port),
+            "P419_DATA_DIR": str(tmp_path / "data"),
+            "TELEGRAM_BOT_TOKEN": telegram.token,
+            "TELEGRAM_CHAT_ID": telegram.chat_id,
+            "TELEGRAM_API_URL": telegram.url,
+            "P419_SWEEP_INTERVAL": "0.5",
+            "P419_LEASE_SECONDS": "3",
+            **env,
+        }
+        self.log = tmp_path / "up.log"
+        with self.log.open("wb") as handle:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "python419", "up", "--grace", "8", *args],
+                env=self.env,
+                cwd=tmp_path,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        ok = wait_until(
+            lambda: "p419    | ready in" in self.output() or self.proc.poll() is not None, timeout
+        )
+        assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-4000:]}"
+
+    def p419(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "python419", *args]
+        return subprocess.run(
+            cmd, env=self.env, cwd=self.tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    def status(self) -> dict:
+        done = self.p419("status", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def pid_of(self, name: str) -> int:
+        return next(c["pid"] for c in self.status()["children"] if c["name"] == name)
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def finish(self, sig: int = signal.SIGINT, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def deliver(self, telegram: FakeTelegram, timeout: float = 30) -> str:
+        marker = f"up-{uuid.uuid4().hex[:8]}"
+        response = httpx.post(f"{self.api}/products", json={"name": marker, "price": 1}, timeout=10)
+        assert response.status_code == 201, response.text
+        assert telegram.wait_for(lambda: telegram.delivered(marker), timeout), (
+            f"not delivered:\n{self.output()[-3000:]}"
+        )
+        return marker
+
+
+def all_gone(procs: list[psutil.Process]) -> bool:
+    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture
+def up_factory(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
+    started: list[Up] = []
+
+    def make(*args: str, **env: str) -> Up:
+        started.append(Up(tmp_path, telegram, *args, **env))
+        return started[-1]
+
+    yield make
+    for up in started:  # never leave a stack behind, even when a test failed
+        if up.proc.poll() is None:
+            kids = up.descendants()
+            up.proc.kill()
+            for kid in kids:
+                kid.kill() if kid.is_running() else None
+
+
+def test_up_on_redis_delivers_and_ctrl_c_leaves_nothing(up_factory, telegram: FakeTelegram) -> None:
+    up = up_factory("--workers", "1", "--pool", "solo")
+    up.wait_ready()
+    out = up.output()
+    assert "starting" in out and "redis-server" in out
+    for name in ("redis", "api", "worker1"):
+        assert f"p419    | {name} ready in" in out
+    assert "worker1 | " in out and "api     | " in out  # aligned, prefixed child output
+    up.deliver(telegram)
+    kids = up.descendants()
+    assert len(kids) >= 3
+    assert up.finish(signal.SIGINT) == 0
+    assert wait_until(lambda: all_gone(kids), 10), [p.pid for p in kids if p.is_running()]
+    out = up.output()
+    assert out.index("worker1 stopped") < out.index("api stopped") < out.index("redis stopped")
+    logs = Path(up.env["P419_DATA_DIR"]) / "logs"
+    assert "Uvicorn running" in (logs / "api.log").read_text()
+    assert "ready." in (logs / "worker1.log").read_text()
+
+
+def test_up_on_the_embedded_broker(up_factory, telegram: FakeTelegram) -> None:
+    up = up_factory("--broker", "embedded", "--workers", "2", "--pool", "solo")
+    up.wait_ready()
+    assert "embedded broker" in up.output() and "redis-server" not in up.output()
+    up.deliver(telegram)
+    health = httpx.get(f"{up.api}/health", timeout=5).json()
+    assert health["broker"]["kind"] == "embedded" and len(health["workers"]["names"]) == 2
+    # a second terminal knows nothing of the embedded broker: `send` follows the running stack
+    sent = up.p419("send", f"by-hand-{uuid.uuid4().hex[:6]}", "--timeout", "20")
+    assert sent.returncode == 0 and sent.stdout.startswith("success"), sent.stdout + sent.stderr
+    kids = up.descendants()
+    down = up.p419("down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert up.proc.wait(10) == 0
+    assert wait_until(lambda: all_gone(kids), 10)
+
+
+def test_killed_children_come_back(up_factory, telegram: FakeTelegram) -> None:
+    up = up_factory("--workers", "2", "--pool", "solo")
+    up.wait_ready()
+    old_worker, old_api = up.pid_of("worker1"), up.pid_of("api")
+    os.kill(old_worker, signal.SIGKILL)
+    assert wait_until(lambda: up.pid_of("worker1") != old_worker, 15)
+    os.kill(old_api, signal.SIGKILL)
+    assert wait_until(lambda: up.pid_of("api") != old_api, 15)
+    assert wait_until(lambda: httpx.get(f"{up.api}/health", timeout=2).status_code == 200, 20)
+    status = {c["name"]: c for c in up.status()["children"]}
+    assert status["worker1"]["restarts"] == 1 and status["api"]["restarts"] == 1
+    assert status["worker2"]["restarts"] == 0
+    assert "worker1 exited unexpectedly with code -9" in up.output()
+    assert "restarting worker1 in 0.5s" in up.output()
+    assert wait_until(lambda: status_state(up, "worker1") == "running", 20)
+    up.deliver(telegram)
+    assert up.finish() == 0
+
+
+def status_state(up: Up, name: str) -> str:
+    return next(c["state"] for c in up.status()["children"] if c["name"] == name)
+
+
+def test_a_child_that_always_crashes_makes_up_give_up(up_factory) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        up = up_factory("--pool", "solo", P419_API_PORT=str(squatter.getsockname()[1]))
+        code = up.proc.wait(60)
+    out = up.output()
+    assert code == 1
+    assert "api crashed 5 times in a row, giving up" in out
+    assert "address already in use" in out.lower()
+    assert [line for line in out.splitlines() if "restarting api in" in line][:4] == [
+        f"p419    | restarting api in {d}s (failure {n} in a row)"
+        for n, d in enumerate(["0.5", "1", "2", "4"], 1)
+    ]
+
+
+def test_supervisor_killed_hard_leaves_no_child(up_factory) -> None:
+    up = up_factory("--workers", "2", "--pool", "solo")
+    up.wait_ready()
+    kids = up.descendants()
+    ports = [int(up.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]), up.api_port]
+    up.proc.kill()
+    up.proc.wait(5)
+    assert wait_until(lambda: all_gone(kids), 15), [p.cmdline() for p in kids if p.is_running()]
+    for port in ports:  # and nothing holds their ports
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_running_redis_is_reused_and_left_running(up_factory, tmp_path: Path) -> None:
+    server = RedisServer(free_port(), tmp_path).start()
+    try:
+        up = up_factory("--pool", "solo", REDIS_URL=server.url)
+        up.wait_ready()
+        assert "already answers" in up.output() and "reusing it" in up.output()
+        assert [c["name"] for c in up.status()["children"]] == ["api", "worker1"]
+        assert up.finish() == 0
+        assert redis.Redis(port=server.port).ping()
+    finally:
+        server.stop()
+
+
+def test_a_child_that_never_gets_ready_fails_with_its_last_lines(up_factory) -> None:
+    # 127.0.0.2 is loopback but not "local" to the planner: nothing is started there and nothing answers.
+    up = up_factory("--pool", "solo", "--ready-timeout", "4", REDIS_URL=f"redis://127.0.0.2:{free_port()}/0")
+    assert up.proc.wait(40) == 1
+    out = up.output()
+    assert "not ready after 4s, last lines:" in out
+
+
+def test_status_and_down_without_a_running_stack(tmp_path: Path) -> None:
+    env = {**clean_environ(), "P419_DATA_DIR": str(tmp_path / "nothing")}
+    for verb in ("status", "down"):
+        done = subprocess.run(
+            [sys.executable, "-m", "python419", verb], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 1 and "not running" in done.stderr
+
+
+def test_dry_run_windows_plan_on_any_os(tmp_path: Path) -> None:
+    env = {**clean_environ(), "P419_PLATFORM": "windows", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "python419", "up", "--dry-run", "--workers", "3"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    workers = [line for line in done.stdout.splitlines() if line.startswith("worker")]
+    assert len(workers) == 3 and all("--pool=solo" in w for w in workers)
+    assert "stop: ctrl-break; orphans: job-object; creation flags: 0x200" in done.stdout
+    assert "P419_BROKER=" in done.stdout and not (tmp_path / ".p419" / "run" / "up.json").exists()

@@ -81,7 +81,9 @@ def test_find_redis_server_order() -> None:
     on_path = {"redis-server": "/usr/bin/redis-server"}
     files = {"/usr/bin/redis-server", "/opt/redis/bin/redis-server", r"C:\Program Files\Memurai\memurai.exe"}
 
-    def find(env: dict[str, str], platform: p.Platform = "linux", path: dict[str, str] | None = None) -> str | None:
+    def find(
+        env: dict[str, str], platform: p.Platform = "linux", path: dict[str, str] | None = None
+    ) -> str | None:
         lookup = on_path if path is None else path
         return p.find_redis_server(platform, env, lookup.get, files.__contains__)
 

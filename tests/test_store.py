@@ -79,3 +79,17 @@ def test_forget_lease_lets_the_next_sweep_retry_a_failed_publish(tmp_path: Path)
     assert store.due_for_enqueue(30)
     store.forget_lease(n.id)
     assert [x.id for x in store.due_for_enqueue(30)] == [n.id]
+
+
+def test_embedded_result_files_are_expired(tmp_path: Path) -> None:
+    import os
+
+    from python419.tasks.embedded import clean_results
+
+    old, fresh = tmp_path / "celery-task-meta-old", tmp_path / "celery-task-meta-new"
+    old.write_text("{}")
+    fresh.write_text("{}")
+    os.utime(old, (1000, 1000))
+    assert clean_results(tmp_path, max_age=3600) == 1
+    assert not old.exists() and fresh.exists()
+    assert clean_results(tmp_path / "missing") == 0

@@ -9,6 +9,7 @@ from celery import Celery
 
 from python419.platforms import choose_pool
 from python419.settings import Settings, get_settings
+from python419.tasks.embedded import RESULT_MAX_AGE
 
 TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 
@@ -32,7 +33,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
-        "result_expires": 3600,
+        "result_expires": RESULT_MAX_AGE,
         "worker_hijack_root_logger": True,
         "broker_connection_timeout": 2.0,
     }

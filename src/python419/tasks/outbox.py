@@ -8,6 +8,7 @@ import threading
 
 from python419.settings import Settings
 from python419.store import Notification, Store
+from python419.tasks.embedded import clean_results
 from python419.tasks.notifications import send_tg_notification
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Sweeper(threading.Thread):
                 count = sweep(self._store, self._settings)
                 if count:
                     log.info("outbox sweep re-enqueued %d notification(s)", count)
+                if self._settings.broker == "embedded":
+                    clean_results(self._settings.embedded_dir / "results")
             except Exception:
                 log.exception("outbox sweep failed; will try again")
             if self._stopped.wait(self._settings.sweep_interval):

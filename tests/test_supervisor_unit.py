@@ -363,3 +363,28 @@ def test_describe_covers_every_event() -> None:
         ev.Note("hello"),
     ]
     assert all(describe(e)[0] for e in samples)
+
+
+def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
+    broker = choose_broker(
+        "auto", url="redis://127.0.0.1:6379/0", answers=False, redis_binary="redis-server", platform="macos"
+    )
+    plan = build_plan(
+        settings("macos", tmp_path),
+        UpOptions(),
+        python="py",
+        broker=broker,
+        redis_binary="redis-server",
+        supervisor_pid=1,
+    )
+    assert plan.orphan_guard == "watchdog"
+    assert plan.by_kind("redis")[0].argv[:4] == ["py", "-m", "python419.supervisor.guard", "redis-server"]
+    linux = build_plan(
+        settings("linux", tmp_path),
+        UpOptions(),
+        python="py",
+        broker=broker,
+        redis_binary="redis-server",
+        supervisor_pid=1,
+    )
+    assert linux.by_kind("redis")[0].argv[0] == "redis-server"

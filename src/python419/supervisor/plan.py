@@ -142,9 +142,11 @@ def build_plan(
         env["REDIS_URL"] = str(settings.redis_url)
     children: list[ChildSpec] = []
     if broker.kind == "start-redis" and redis_binary:
-        children.append(
-            ChildSpec("redis", "redis", redis_argv(redis_binary, str(settings.redis_url), data_dir))
-        )
+        argv = redis_argv(redis_binary, str(settings.redis_url), data_dir)
+        if orphan_guard(platform) == "watchdog":
+            # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
+            argv = [python, "-m", "python419.supervisor.guard", *argv]
+        children.append(ChildSpec("redis", "redis", argv))
     api_argv = [python, "-m", "python419", "api"] + (["--reload"] if options.reload else [])
     children.append(ChildSpec("api", "api", api_argv))
     for n in range(1, options.workers + 1):

@@ -43,7 +43,10 @@ def make_plan(settings: Settings, options: UpOptions) -> Plan:
     answers = options.broker != "embedded" and redis_answers(url)
     binary = None
     if options.broker != "embedded" and not answers and is_local_redis(url):
-        binary = find_redis_server(settings.platform, dict(os.environ), shutil.which, os.path.exists)
+        env = dict(os.environ)
+        if settings.redis_server:  # from .env too, not only the environment
+            env["REDIS_SERVER"] = settings.redis_server
+        binary = find_redis_server(settings.platform, env, shutil.which, os.path.exists)
     try:
         broker = choose_broker(
             options.broker,

@@ -1,0 +1,46 @@
+"""Orphan protection for real: the guard's watchdog takes its command down when its parent is killed -9."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import psutil
+
+from tests.procs import wait_until
+
+
+def test_guard_stops_its_command_when_the_supervisor_dies(tmp_path) -> None:
+    # A stand-in supervisor: starts the guard around `sleep 120`, reports the sleep's pid, then waits.
+    script = textwrap.dedent(
+        """
+        import subprocess, sys, time, psutil
+        guard = subprocess.Popen([sys.executable, "-m", "python419.supervisor.guard", "sleep", "120"])
+        while not psutil.Process(guard.pid).children():
+            time.sleep(0.05)
+        print(psutil.Process(guard.pid).children()[0].pid, guard.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    sleep_pid, guard_pid = map(int, parent.stdout.readline().split())
+    sleeper = psutil.Process(sleep_pid)
+    assert sleeper.name() == "sleep"
+    parent.kill()
+    parent.wait()
+    assert wait_until(lambda: not sleeper.is_running() or sleeper.status() == psutil.STATUS_ZOMBIE, 10)
+    assert wait_until(
+        lambda: (
+            not psutil.pid_exists(guard_pid) or psutil.Process(guard_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        10,
+    )
+
+
+def test_guard_forwards_sigterm() -> None:
+    guard = subprocess.Popen([sys.executable, "-m", "python419.supervisor.guard", "sleep", "120"])
+    assert wait_until(lambda: psutil.Process(guard.pid).children(), 10)
+    guard.terminate()
+    assert guard.wait(10) == 128 + 15  # sleep died of the forwarded SIGTERM; the guard says so

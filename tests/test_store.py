@@ -30,15 +30,39 @@ def test_product_and_outbox_row_are_created_together(tmp_path: Path) -> None:
 def test_claim_is_exclusive_and_final_rows_are_never_claimed(tmp_path: Path) -> None:
     store, clock = make(tmp_path)
     _, n = store.create_product("Tea", 1, None)
-    first = store.claim(n.id, lease_seconds=30)
+    assert n.task_id
+    first = store.claim(n.id, n.task_id, lease_seconds=30)
     assert first.granted and first.notification and first.notification.status == "sending"
-    assert not store.claim(n.id, 30).granted  # lease still live
+    assert not store.claim(n.id, n.task_id, 30).granted  # a redelivery while the lease is live
     clock.now += 31
-    assert store.claim(n.id, 30).granted  # the first sender is presumed dead
-    store.finish(n.id, "sent")
+    assert store.claim(n.id, n.task_id, 30).granted  # the first sender is presumed dead
+    store.finish(n.id, n.task_id, "sent")
     clock.now += 1000
-    refused = store.claim(n.id, 30)
+    refused = store.claim(n.id, n.task_id, 30)
     assert not refused.granted and refused.notification and refused.notification.status == "sent"
+
+
+def test_a_row_being_published_is_not_swept(tmp_path: Path) -> None:
+    """The race CI caught: the sweep must not enqueue a second message while the API publishes the first."""
+    store, clock = make(tmp_path)
+    _, n = store.create_product("Tea", 1, None, publish_lease=30)
+    assert store.due_for_enqueue(30) == []
+    clock.now += 31  # the API died before publishing: now the sweep takes over
+    assert [x.id for x in store.due_for_enqueue(30)] == [n.id]
+
+
+def test_sweep_replaces_the_chain_so_old_messages_are_refused(tmp_path: Path) -> None:
+    store, clock = make(tmp_path)
+    _, n = store.create_product("Tea", 1, None)
+    assert n.task_id and store.claim(n.id, n.task_id, 3).granted
+    clock.now += 4  # the sender was killed mid-send
+    [swept] = store.due_for_enqueue(30)
+    assert swept.task_id != n.task_id and swept.status == "queued"
+    assert not store.claim(n.id, n.task_id, 3).granted  # the old chain (e.g. its retry) is stale
+    assert swept.task_id and store.claim(n.id, swept.task_id, 3).granted
+    store.finish(n.id, n.task_id, "failed", "late news from the old chain")
+    row = store.get_notification(n.id)
+    assert row and row.status == "sending" and row.last_error is None
 
 
 def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> None:
@@ -47,36 +71,37 @@ def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> Non
     _, queued = store.create_product("b", 1, None)
     _, sending = store.create_product("c", 1, None)
     _, done = store.create_product("d", 1, None)
-    store.mark_queued(queued.id, "t1", 120)
-    store.claim(sending.id, 30)
-    store.claim(done.id, 30)
-    store.finish(done.id, "dry-run")
+    store.mark_queued(queued.id, 120)
+    assert sending.task_id and done.task_id
+    store.claim(sending.id, sending.task_id, 30)
+    store.claim(done.id, done.task_id, 30)
+    store.finish(done.id, done.task_id, "dry-run")
     assert [n.id for n in store.due_for_enqueue(30)] == [pending.id]
     assert store.due_for_enqueue(30) == []  # leased by the first sweep
     clock.now += 200
     due = {n.id: n for n in store.due_for_enqueue(30)}
     assert set(due) == {pending.id, queued.id, sending.id}
-    swept = store.get_notification(sending.id)
-    assert swept and swept.status == "queued"  # back in line, so the new message may claim it
-    assert store.claim(sending.id, 30).granted
+    assert due[sending.id].status == "queued"  # back in line, so the new message may claim it
+    assert store.claim(sending.id, str(due[sending.id].task_id), 30).granted
 
 
 def test_retry_release_keeps_the_row_out_of_the_sweep_during_countdown(tmp_path: Path) -> None:
     store, clock = make(tmp_path)
     _, n = store.create_product("a", 1, None)
-    store.claim(n.id, 30)
-    store.release_for_retry(n.id, "boom", retry_in=5, lease_seconds=30)
+    task = str(n.task_id)
+    store.claim(n.id, task, 30)
+    store.release_for_retry(n.id, task, "boom", retry_in=5, lease_seconds=30)
     row = store.get_notification(n.id)
     assert row and row.status == "queued" and row.last_error == "boom" and row.attempts == 1
     clock.now += 20
     assert store.due_for_enqueue(30) == []
-    assert store.claim(n.id, 30).granted
+    assert store.claim(n.id, task, 30).granted  # the retry message keeps its task id
 
 
 def test_forget_lease_lets_the_next_sweep_retry_a_failed_publish(tmp_path: Path) -> None:
     store, _ = make(tmp_path)
-    _, n = store.create_product("a", 1, None)
-    assert store.due_for_enqueue(30)
+    _, n = store.create_product("a", 1, None, publish_lease=30)
+    assert store.due_for_enqueue(30) == []
     store.forget_lease(n.id)
     assert [x.id for x in store.due_for_enqueue(30)] == [n.id]
 

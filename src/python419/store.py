@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,10 +113,15 @@ class Store:
     # --- products ---------------------------------------------------------------------------
 
     def create_product(
-        self, name: str, price: float, description: str | None
+        self, name: str, price: float, description: str | None, *, publish_lease: float | None = None
     ) -> tuple[Product, Notification]:
-        """The product and its outbox row, in one transaction: never one without the other."""
+        """The product and its outbox row, in one transaction: never one without the other.
+
+        The row gets its task id now, so the message can be published under it. `publish_lease` keeps the
+        sweep off the row while the caller publishes; if the caller dies first, the sweep takes over.
+        """
         now = self._now()
+        lease = now + publish_lease if publish_lease else None
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO products(name, price, description, created_at) VALUES (?, ?, ?, ?)",
@@ -123,9 +129,9 @@ class Store:
             )
             product_id = int(cur.lastrowid or 0)
             cur = db.execute(
-                "INSERT INTO notifications(product_id, product_name, status, created_at, updated_at)"
-                " VALUES (?, ?, 'pending', ?, ?)",
-                (product_id, name, now, now),
+                "INSERT INTO notifications(product_id, product_name, status, task_id, lease_until,"
+                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                (product_id, name, new_task_id(), lease, now, now),
             )
             notification_id = int(cur.lastrowid or 0)
         product = self.get_product(product_id)
@@ -159,51 +165,52 @@ class Store:
             row = db.execute("SELECT * FROM notifications WHERE id = ?", (notification_id,)).fetchone()
         return Notification(**dict(row)) if row else None
 
-    def mark_queued(self, notification_id: int, task_id: str, lease_seconds: float) -> None:
+    def mark_queued(self, notification_id: int, lease_seconds: float) -> None:
         """The message reached the broker. If no worker takes it within the lease, the sweep sends another."""
         now = self._now()
         with self._connect() as db:
             db.execute(
-                "UPDATE notifications SET status = 'queued', task_id = ?, lease_until = ?, updated_at = ?"
+                "UPDATE notifications SET status = 'queued', lease_until = ?, updated_at = ?"
                 " WHERE id = ? AND status IN ('pending', 'queued')",
-                (task_id, now + lease_seconds, now, notification_id),
+                (now + lease_seconds, now, notification_id),
             )
 
-    def claim(self, notification_id: int, lease_seconds: float) -> Claim:
-        """Take a row for sending, unless it is final or another sender holds a live lease."""
+    def claim(self, notification_id: int, task_id: str, lease_seconds: float) -> Claim:
+        """Take a row for sending, unless it is final, another sender holds a live lease, or the message
+        belongs to an older chain that the sweep has replaced (its task id is no longer the row's)."""
         now = self._now()
         with self._transaction() as db:
             cur = db.execute(
                 "UPDATE notifications SET status = 'sending', attempts = attempts + 1, lease_until = ?,"
-                " updated_at = ? WHERE id = ? AND (status IN ('pending', 'queued')"
+                " updated_at = ? WHERE id = ? AND task_id = ? AND (status IN ('pending', 'queued')"
                 " OR (status = 'sending' AND lease_until < ?))",
-                (now + lease_seconds, now, notification_id, now),
+                (now + lease_seconds, now, notification_id, task_id, now),
             )
             granted = cur.rowcount == 1
             row = db.execute("SELECT * FROM notifications WHERE id = ?", (notification_id,)).fetchone()
         return Claim(granted, Notification(**dict(row)) if row else None)
 
-    def finish(self, notification_id: int, status: Status, error: str | None = None) -> None:
-        """Record a final outcome (sent, dry-run or failed)."""
+    def finish(self, notification_id: int, task_id: str, status: Status, error: str | None = None) -> None:
+        """Record a final outcome (sent, dry-run or failed) for the chain that holds the row."""
         assert status in FINAL_STATUSES
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "UPDATE notifications SET status = ?, last_error = ?, lease_until = NULL, updated_at = ?"
-                " WHERE id = ?",
-                (status, error, now, notification_id),
+                " WHERE id = ? AND task_id = ?",
+                (status, error, now, notification_id, task_id),
             )
 
     def release_for_retry(
-        self, notification_id: int, error: str, retry_in: float, lease_seconds: float
+        self, notification_id: int, task_id: str, error: str, retry_in: float, lease_seconds: float
     ) -> None:
-        """Back to `queued`: a retry message is on its way; the lease covers its countdown."""
+        """Back to `queued`: a retry message (same task id) is on its way; the lease covers its countdown."""
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "UPDATE notifications SET status = 'queued', last_error = ?, lease_until = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'sending'",
-                (error, now + retry_in + lease_seconds, now, notification_id),
+                " WHERE id = ? AND task_id = ? AND status = 'sending'",
+                (error, now + retry_in + lease_seconds, now, notification_id, task_id),
             )
 
     def forget_lease(self, notification_id: int) -> None:
@@ -217,23 +224,27 @@ class Store:
     def due_for_enqueue(self, lease_seconds: float, *, limit: int = 100) -> list[Notification]:
         """Rows that need a (new) message: never enqueued, or whose lease ran out.
 
-        Each returned row's lease is pushed forward in the same transaction, so two workers sweeping at
-        once do not both enqueue it. A `sending` row whose lease ran out lost its sender (a killed worker):
-        it goes back to `queued` so the new message can claim it.
+        Each returned row gets a new task id and a lease in the same transaction, so two workers sweeping
+        at once do not both enqueue it, and any message of the chain it replaces is refused by `claim`.
+        A `sending` row whose lease ran out lost its sender (a killed worker): it goes back to `queued`.
         """
         now = self._now()
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT * FROM notifications WHERE status IN ('pending', 'queued', 'sending')"
-                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            for row in rows:
-                db.execute(
-                    "UPDATE notifications SET lease_until = ?, updated_at = ?,"
-                    " status = CASE status WHEN 'sending' THEN 'queued' ELSE status END WHERE id = ?",
-                    (now + lease_seconds, now, row["id"]),
+            ids = [
+                r["id"]
+                for r in db.execute(
+                    "SELECT id FROM notifications WHERE status IN ('pending', 'queued', 'sending')"
+                    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
+                    (now, limit),
                 )
+            ]
+            for notification_id in ids:
+                db.execute(
+                    "UPDATE notifications SET task_id = ?, lease_until = ?, updated_at = ?,"
+                    " status = CASE status WHEN 'sending' THEN 'queued' ELSE status END WHERE id = ?",
+                    (new_task_id(), now + lease_seconds, now, notification_id),
+                )
+            rows = [db.execute("SELECT * FROM notifications WHERE id = ?", (i,)).fetchone() for i in ids]
         return [Notification(**dict(row)) for row in rows]
 
     def oldest_open(self) -> Notification | None:
@@ -243,6 +254,10 @@ class Store:
                 " ORDER BY created_at LIMIT 1"
             ).fetchone()
         return Notification(**dict(row)) if row else None
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
 
 
 @functools.lru_cache(maxsize=8)

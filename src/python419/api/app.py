@@ -34,7 +34,9 @@ def create_app() -> FastAPI:
 
     @app.post("/products", status_code=201, response_model=ProductCreated)
     def create_product(body: ProductIn) -> ProductCreated:
-        product, notification = store().create_product(body.name, body.price, body.description)
+        product, notification = store().create_product(
+            body.name, body.price, body.description, publish_lease=settings.lease_seconds
+        )
         # Committed first, published second: if the broker is down the row stays pending for the sweep.
         enqueue(store(), settings, notification)
         notification = store().get_notification(notification.id) or notification

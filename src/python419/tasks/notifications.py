@@ -37,12 +37,14 @@ def send_tg_notification(
     3 times; 400/401/403 fail at once.
     """
     settings = get_settings()
+    task_id = str(self.request.id)
     store = open_store(settings.database_path) if notification_id is not None else None
     if store is not None and notification_id is not None:
-        claim = store.claim(notification_id, settings.lease_seconds)
+        claim = store.claim(notification_id, task_id, settings.lease_seconds)
         if not claim.granted:
-            state = claim.notification.status if claim.notification else "unknown"
-            # Already delivered, or another worker holds it: a redelivered message must not send twice.
+            # Already delivered, held by another sender, or replaced by the sweep: never send twice.
+            row = claim.notification
+            state = "unknown" if row is None else ("superseded" if row.task_id != task_id else row.status)
             return {"status": "skipped", "message": f"notification {notification_id} is {state}"}
     try:
         result = deliver(settings, product_name, product_id)
@@ -55,12 +57,14 @@ def send_tg_notification(
         if error.retryable and self.request.retries < self.max_retries:
             countdown = error.retry_after if error.retry_after is not None else settings.retry_delay
             if store is not None and notification_id is not None:
-                store.release_for_retry(notification_id, str(error), countdown, settings.lease_seconds)
+                store.release_for_retry(
+                    notification_id, task_id, str(error), countdown, settings.lease_seconds
+                )
             raise self.retry(exc=error, countdown=countdown) from None
         if store is not None and notification_id is not None:
-            store.finish(notification_id, "failed", str(error))
+            store.finish(notification_id, task_id, "failed", str(error))
         log.warning("notification for product %s failed: %s", product_id, error)
         return {"status": "failed", "message": str(error)}
     if store is not None and notification_id is not None:
-        store.finish(notification_id, "sent" if result["status"] == "success" else "dry-run")
+        store.finish(notification_id, task_id, "sent" if result["status"] == "success" else "dry-run")
     return result

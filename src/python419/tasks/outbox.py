@@ -23,6 +23,7 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
         result = send_tg_notification.apply_async(
             args=(notification.product_name, notification.product_id),
             kwargs={"notification_id": notification.id},
+            task_id=notification.task_id,  # the row's chain: claim() refuses messages of any other
             retry=False,
             # The outbox row records the outcome. Skipping the result backend also keeps a publish from
             # blocking on the backend's reconnect loop while Redis is down.
@@ -32,7 +33,7 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
         log.warning("broker unreachable, notification %s stays pending: %s", notification.id, exc)
         store.forget_lease(notification.id)
         return None
-    store.mark_queued(notification.id, result.id, settings.lease_seconds * QUEUED_LEASE_FACTOR)
+    store.mark_queued(notification.id, settings.lease_seconds * QUEUED_LEASE_FACTOR)
     return str(result.id)
 
 

@@ -71,8 +71,11 @@ def follow_running_stack() -> Settings:
 
 
 @app.callback()
-def _main() -> None:
-    settings()  # bad configuration: one clear line and exit 2, before any verb runs
+def _main(ctx: typer.Context) -> None:
+    # Bad configuration: one clear line and exit 2 before any verb runs; except for the doctor, which
+    # reports invalid settings as its env.values check, next to everything else it finds.
+    if ctx.invoked_subcommand != "doctor":
+        settings()
 
 
 @app.command()

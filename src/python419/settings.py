@@ -141,7 +141,10 @@ def describe_validation_error(error: ValidationError) -> str:
         if name == "TELEGRAM_BOT_TOKEN":
             lines.append(f"invalid setting {name}: {message}")
         else:
-            lines.append(f"invalid setting {name}={item.get('input')!r}: {message}")
+            value = item.get("input")
+            if name == "REDIS_URL" and isinstance(value, str):
+                value = safe_url(value)  # a malformed URL may still carry a password
+            lines.append(f"invalid setting {name}={value!r}: {message}")
     return "; ".join(lines)
 
 

@@ -1,11 +1,48 @@
-"""The `p419 doctor` Typer command (placeholder until the checks land)."""
+"""The `p419 doctor` Typer command: parse, run every check, print, exit 0 / 1 (2 on bad usage).
+
+Imported by every `p419` invocation, so the checks are imported only when the doctor actually runs.
+"""
 
 from __future__ import annotations
 
 import typer
 
+from python419.doctor.app_spec import DEFAULT_APP
 
-def doctor() -> None:
-    """Diagnose the stack: every known failure mode, each with its fix."""
-    typer.echo("p419 doctor: not implemented yet", err=True)
-    raise typer.Exit(2)
+
+def doctor(
+    json_output: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON document (a list of {id, status, detail, fix}) and nothing else.",
+    ),
+    app: str = typer.Option(
+        DEFAULT_APP, "--app", metavar="MODULE[:ATTR]", help="The Celery app to check, as for `celery -A`."
+    ),
+) -> None:
+    """Diagnose the stack: every known failure mode, each with its fix. Exit 1 when a check fails."""
+    import sys
+    import time
+
+    from rich.console import Console
+
+    from python419.doctor.app_spec import parse_app_spec
+    from python419.doctor.checks import CHECKS
+    from python419.doctor.context import build_context
+    from python419.doctor.render import exit_code, print_table, to_json
+    from python419.doctor.runner import run_checks
+
+    try:
+        spec = parse_app_spec(app)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--app") from None
+    started = time.monotonic()
+    results = run_checks(CHECKS, build_context(spec))
+    if json_output:
+        sys.stdout.write(to_json(results) + "\n")
+    else:
+        # Wide when piped, so a logged report is not wrapped at 80 columns.
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        print_table(results, time.monotonic() - started, console)
+    sys.stdout.flush()
+    raise typer.Exit(exit_code(results))

@@ -1,0 +1,34 @@
+"""`--app MODULE` or `--app MODULE:attr`, the way `celery -A` takes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from python419.platforms import CELERY_APP
+
+DEFAULT_APP = CELERY_APP
+# The wire name every worker must know; python419.tasks.celery_app.TASK_NAME (not imported: that module
+# reads the settings at import, and the doctor must run even when they are invalid).
+TASK_NAME = "tasks.notifications.send_tg_notification"
+TASK_MODULE = TASK_NAME.rsplit(".", 1)[0]  # Celery names a task module.function by default
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    module: str
+    attr: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.attr}" if self.attr else self.module
+
+
+def parse_app_spec(text: str) -> AppSpec:
+    """Raises ValueError with a readable reason for anything `celery -A` could not import either."""
+    module, sep, attr = text.strip().partition(":")
+    if not module:
+        raise ValueError("expected MODULE or MODULE:attr, e.g. python419.tasks.celery_app")
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise ValueError(f"{module!r} is not a dotted module name")
+    if sep and not all(part.isidentifier() for part in attr.split(".")):
+        raise ValueError(f"{attr!r} is not an attribute name")
+    return AppSpec(module, attr or None)

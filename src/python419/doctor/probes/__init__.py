@@ -1,0 +1,1 @@
+"""I/O that gathers facts shared by several checks (one broker connection, one app import)."""

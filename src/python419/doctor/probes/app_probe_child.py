@@ -1,0 +1,138 @@
+"""Runs in a fresh interpreter: import a Celery app the way a worker does and report what it registered.
+
+Started by `app_probe.py` as `python -m python419.doctor.probes.app_probe_child MODULE ATTR TASK_MODULE`
+(ATTR may be empty; TASK_MODULE is where the task's name says it lives). Prints one line, MARKER + JSON, on
+stdout; whatever the app prints around it is ignored. Before the app, only the standard library, Celery and
+python419's empty package modules are imported, so nothing of ours can hide or cause its import problems.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import sys
+from types import ModuleType
+from typing import Any
+
+MARKER = "P419-DOCTOR-PROBE "
+_PARTIAL = re.compile(r"partially initialized module '([^']+)'")
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """The error, plus the chain of modules that were executing when it was raised (outermost first)."""
+    chain = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        name = frame.f_globals.get("__name__")
+        # A "<module>" frame is a module body running: that is an import in progress.
+        if frame.f_code.co_name == "<module>" and name and name != "__main__":
+            chain.append({"module": name, "line": tb.tb_lineno})
+        tb = tb.tb_next
+    partial = _PARTIAL.search(str(exc))
+    return {
+        "error": f"{type(exc).__name__}: {exc}"[:500],
+        "chain": chain,
+        "partial": partial.group(1) if partial else None,
+    }
+
+
+def find_app(module: ModuleType, attr: str | None) -> Any:
+    """The Celery app, looked up as `celery -A` does: the attribute, app/celery, any instance, MODULE.celery."""
+    from celery import Celery
+
+    if attr:
+        found: Any = module
+        for part in attr.split("."):
+            found = getattr(found, part)
+        return found if isinstance(found, Celery) else None
+    for name in ("app", "celery", "celery_app"):
+        if isinstance(getattr(module, name, None), Celery):
+            return getattr(module, name)
+    for value in vars(module).values():
+        if isinstance(value, Celery):
+            return value
+    if hasattr(module, "__path__"):
+        try:
+            return find_app(importlib.import_module(module.__name__ + ".celery"), None)
+        except ModuleNotFoundError as exc:
+            if exc.name != module.__name__ + ".celery":
+                raise
+    return None
+
+
+def module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def record_autodiscovery() -> list[tuple[Any, str | None]]:
+    """Wrap Celery.autodiscover_tasks to learn what the app asked for: its discovery is lazy and silent."""
+    from celery import Celery
+
+    calls: list[tuple[Any, str | None]] = []
+    original = Celery.autodiscover_tasks
+
+    def recording(self: Any, packages: Any = None, related_name: Any = "tasks", force: bool = False) -> Any:
+        calls.append((packages, related_name))
+        return original(self, packages, related_name, force)
+
+    Celery.autodiscover_tasks = recording
+    return calls
+
+
+def discovery_report(calls: list[tuple[Any, str | None]]) -> list[dict[str, Any]]:
+    report = []
+    for packages, related_name in calls:
+        try:
+            names = list(packages() if callable(packages) else packages or [])
+        except Exception:
+            names = []
+        targets = [f"{p}.{related_name}" if related_name else str(p) for p in names]
+        missing = [t for t in targets if not module_exists(t)]
+        report.append({"packages": [str(p) for p in names], "related_name": related_name, "missing": missing})
+    return report
+
+
+def probe(module_name: str, attr: str | None, task_module: str) -> dict[str, Any]:
+    calls = record_autodiscovery()
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:
+        return {"stage": "import", **describe(exc)}
+    try:
+        app = find_app(module, attr)
+    except Exception as exc:
+        return {"stage": "find", **describe(exc)}
+    if app is None:
+        where = f"{module_name}:{attr}" if attr else module_name
+        return {"stage": "find", "error": f"no Celery app found in {where}", "chain": [], "partial": None}
+    report: dict[str, Any] = {"worker_pool": str(app.conf.worker_pool)}
+    try:
+        # What a worker does at start: import the configured modules (this runs autodiscovery), then finalize.
+        app.loader.import_default_modules()
+        app.finalize(auto=True)
+        report["tasks"] = sorted(name for name in app.tasks if not name.startswith("celery."))
+    except (Exception, SystemExit) as exc:
+        report.update(stage="finalize", **describe(exc))
+    else:
+        report["stage"] = "ok"
+    report["autodiscover"] = discovery_report(calls)
+    report["task_module_exists"] = module_exists(task_module)
+    return report
+
+
+def main(argv: list[str]) -> None:
+    module, attr, task_module = argv
+    result = probe(module, attr or None, task_module)
+    sys.stdout.flush()
+    sys.__stdout__.write("\n" + MARKER + json.dumps(result) + "\n")  # type: ignore[union-attr]
+    sys.__stdout__.flush()  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

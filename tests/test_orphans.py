@@ -44,3 +44,27 @@ def test_guard_forwards_sigterm() -> None:
     assert wait_until(lambda: psutil.Process(guard.pid).children(), 10)
     guard.terminate()
     assert guard.wait(10) == 128 + 15  # sleep died of the forwarded SIGTERM; the guard says so
+
+
+def test_every_child_is_put_in_the_job_object(tmp_path) -> None:
+    """The Windows seam: the factory hands each new child's pid to the Job Object it was given."""
+    import os
+    import queue
+
+    from python419.supervisor.plan import ChildSpec
+    from python419.supervisor.process import ProcessFactory
+
+    class FakeJob:
+        def __init__(self) -> None:
+            self.assigned: list[int] = []
+
+        def assign(self, pid: int) -> None:
+            self.assigned.append(pid)
+
+    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    job = FakeJob()
+    factory = ProcessFactory("linux", dict(os.environ), lambda n, line: lines.put((n, line)), job)  # type: ignore[arg-type]
+    child = factory(ChildSpec("echo", "api", [sys.executable, "-c", "print('hello from the child')"]))
+    assert job.assigned == [child.pid]
+    assert lines.get(timeout=10) == ("echo", "hello from the child")
+    assert wait_until(lambda: child.poll() == 0, 10)

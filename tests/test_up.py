@@ -162,6 +162,8 @@ def test_killed_children_come_back(up_factory, telegram: FakeTelegram) -> None:
     os.kill(old_api, signal.SIGKILL)
     assert wait_until(lambda: up.pid_of("api") != old_api, 15)
     assert wait_until(lambda: httpx.get(f"{up.api}/health", timeout=2).status_code == 200, 20)
+    table = up.p419("status")
+    assert table.returncode == 0 and all(name in table.stdout for name in ("api", "worker1", "worker2"))
     status = {c["name"]: c for c in up.status()["children"]}
     assert status["worker1"]["restarts"] == 1 and status["api"]["restarts"] == 1
     assert status["worker2"]["restarts"] == 0
@@ -212,7 +214,7 @@ def test_a_running_redis_is_reused_and_left_running(up_factory, tmp_path: Path) 
         up.wait_ready()
         assert "already answers" in up.output() and "reusing it" in up.output()
         assert [c["name"] for c in up.status()["children"]] == ["api", "worker1"]
-        assert up.finish() == 0
+        assert up.finish(signal.SIGTERM) == 0  # SIGTERM stops the stack like Ctrl+C
         assert redis.Redis(port=server.port).ping()
     finally:
         server.stop()

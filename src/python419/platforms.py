@@ -50,7 +50,7 @@ def choose_pool(platform: Platform, requested: Pool | None = None) -> PoolChoice
                 "using solo. For concurrency run several processes: p419 up --workers N"
             ),
         )
-    if requested is None:
+    if requested in (None, "prefork"):
         return PoolChoice("prefork", f"{platform} supports fork(): Celery's default prefork pool")
     return PoolChoice(requested, f"--pool {requested} requested")
 

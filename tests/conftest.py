@@ -33,7 +33,7 @@ def stack_env(redis_url: str, data_dir: Path, telegram: FakeTelegram, **extra: s
         "TELEGRAM_BOT_TOKEN": telegram.token,
         "TELEGRAM_CHAT_ID": telegram.chat_id,
         "TELEGRAM_API_URL": telegram.url,
-        "TELEGRAM_TIMEOUT": "5",
+        "TELEGRAM_TIMEOUT": "0.9",  # lease 3 s must outlast 3 timeouts
         # Short delays so retries and lease expiry happen in seconds, not minutes.
         "P419_RETRY_DELAY": "0.3",
         "P419_LEASE_SECONDS": "3",

@@ -117,6 +117,7 @@ def test_send_without_a_worker_times_out_with_a_hint(redis_server, tmp_path: Pat
     env = {**clean_environ(), "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/9"}
     done = p419("send", "x", "--timeout", "1.5", env=env, cwd=tmp_path)
     assert done.returncode == 1 and "is a worker running?" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_send_missing_argument_is_usage_error(tmp_path: Path) -> None:

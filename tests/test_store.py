@@ -65,6 +65,20 @@ def test_sweep_replaces_the_chain_so_old_messages_are_refused(tmp_path: Path) ->
     assert row and row.status == "sending" and row.last_error is None
 
 
+def test_a_late_success_from_a_replaced_chain_still_counts(tmp_path: Path) -> None:
+    """A sender presumed dead may still get through: its success must stop the new chain from sending."""
+    store, clock = make(tmp_path)
+    _, n = store.create_product("Tea", 1, None)
+    old = str(n.task_id)
+    assert store.claim(n.id, old, 3).granted
+    clock.now += 4
+    [swept] = store.due_for_enqueue(30)
+    store.finish(n.id, old, "sent")  # the slow first send succeeded after all
+    assert not store.claim(n.id, str(swept.task_id), 3).granted
+    row = store.get_notification(n.id)
+    assert row and row.status == "sent"
+
+
 def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> None:
     store, clock = make(tmp_path)
     _, pending = store.create_product("a", 1, None)
@@ -118,3 +132,17 @@ def test_embedded_result_files_are_expired(tmp_path: Path) -> None:
     assert clean_results(tmp_path, max_age=3600) == 1
     assert not old.exists() and fresh.exists()
     assert clean_results(tmp_path / "missing") == 0
+
+
+def test_stale_control_messages_are_dropped(tmp_path: Path) -> None:
+    import os
+
+    from python419.tasks.embedded import clean_stale_control_messages
+
+    stale = tmp_path / "1700000000_abc.worker2@vm.celery.pidbox.msg"
+    task = tmp_path / "1700000000_def.celery.msg"
+    for path in (stale, task):
+        path.write_text("{}")
+        os.utime(path, (1000, 1000))
+    assert clean_stale_control_messages(tmp_path) == 1
+    assert not stale.exists() and task.exists(), "a task message is never touched, however old"

@@ -134,15 +134,17 @@ class FakeChild:
         FakeChild.next_pid += 1
         self.pid, self.spec, self.world = FakeChild.next_pid, spec, world
         self.code: int | None = None
-        self.killed = False
+        self.stops_at: float | None = None
 
     def poll(self) -> int | None:
+        if self.code is None and self.stops_at is not None and self.world.clock.now >= self.stops_at:
+            self.code = 0
         return self.code
 
     def stop(self) -> None:
         self.world.log.append(("stop", self.spec.name, self.world.clock.now))
         if self.spec.name not in self.world.ignores_stop:
-            self.code = 0
+            self.stops_at = self.world.clock.now + self.world.stop_takes.get(self.spec.name, 0.0)
 
     def kill_tree(self) -> None:
         if self.code is None:
@@ -161,11 +163,15 @@ class World:
     ) -> None:  # type: ignore[assignment]
         self.clock = Clock()
         self.crashing, self.unready, self.ignores_stop = set(crashing), set(unready), set(ignores_stop)
+        self.stop_takes: dict[str, float] = {}
+        self.unstartable: set[str] = set()
         self.children: dict[str, list[FakeChild]] = {}
         self.log: list[tuple[str, str, float]] = []
         self.events: list[ev.Event] = []
 
     def factory(self, spec: ChildSpec) -> FakeChild:
+        if spec.name in self.unstartable:
+            raise PermissionError(13, "Permission denied")
         child = FakeChild(spec, self)
         if spec.name in self.crashing:
             child.code = 1
@@ -274,6 +280,32 @@ def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
     assert {k[1] for k in kills} == {"worker1", "worker2"}
     assert all(k[2] < 5 for k in kills), "a second Ctrl+C must not wait out the 60 s grace"
     assert any(isinstance(e, ev.Stopping) and e.force for e in world.events)
+
+
+def test_api_and_redis_get_time_to_stop_even_after_workers_used_the_grace(tmp_path: Path) -> None:
+    world = World(ignores_stop={"worker1"})
+    world.stop_takes = {"api": 0.5, "redis": 0.5}
+    manager = world.manager(tmp_path, grace=2.0)
+    manager.stop_requested = lambda: manager.stack_ready
+    assert manager.run() == 0
+    killed = {name for kind, name, _ in world.log if kind == "kill"}
+    assert killed == {"worker1"}, "API and Redis stop on SIGTERM, not SIGKILL"
+    stops = {name: t for kind, name, t in world.log if kind == "stop"}
+    assert stops["api"] - stops["worker1"] == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_child_that_cannot_start_stops_the_stack_cleanly(tmp_path: Path) -> None:
+    world = World()
+    world.unstartable = {"worker1"}
+    manager = world.manager(tmp_path)
+    assert manager.run() == 1
+    [failed] = world.of(ev.Failed)
+    assert (
+        failed.name == "worker1"
+        and "could not start" in failed.reason
+        and "Permission denied" in failed.reason
+    )
+    assert [n for kind, n, _ in world.log if kind == "stop"] == ["api", "redis"]
 
 
 # --- orphans and Windows seams ------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Up:
             "TELEGRAM_API_URL": telegram.url,
             "P419_SWEEP_INTERVAL": "0.5",
             "P419_LEASE_SECONDS": "3",
+            "TELEGRAM_TIMEOUT": "0.9",
             **env,
         }
         self.log = tmp_path / "up.log"
@@ -225,7 +226,26 @@ def test_a_child_that_never_gets_ready_fails_with_its_last_lines(up_factory) -> 
     up = up_factory("--pool", "solo", "--ready-timeout", "4", REDIS_URL=f"redis://127.0.0.2:{free_port()}/0")
     assert up.proc.wait(40) == 1
     out = up.output()
-    assert "not ready after 4s, last lines:" in out
+    # the API answers 503 (broker down) and the worker cannot connect: the first child still unready is named
+    [failure] = [line for line in out.splitlines() if "not ready after 4s, last lines:" in line]
+    name = failure.split("| ", 1)[1].split()[0]
+    assert name in ("api", "worker1")
+    after = out.split(failure, 1)[1].lstrip("\n").splitlines()
+    assert after and after[0].startswith(f"{name.ljust(7)} | "), "its last log lines follow, under its name"
+    assert "p419    | stopping:" in out
+
+
+def test_redis_started_by_up_requires_the_password_from_the_url(up_factory) -> None:
+    port = free_port()
+    up = up_factory("--pool", "solo", REDIS_URL=f"redis://:pw-{port}@127.0.0.1:{port}/0")
+    up.wait_ready()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    assert redis.Redis(port=port, password=f"pw-{port}").ping()
+    redis_pid = up.pid_of("redis")
+    assert f"pw-{port}" not in " ".join(psutil.Process(redis_pid).cmdline())
+    assert f"pw-{port}" not in up.p419("up", "--dry-run").stdout
+    assert up.finish() == 0
 
 
 def test_status_and_down_without_a_running_stack(tmp_path: Path) -> None:

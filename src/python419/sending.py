@@ -56,6 +56,8 @@ def send(
     try:
         value = result.get(timeout=remaining, propagate=False)
     except Exception:
+        # Unsubscribe now: left to AsyncResult.__del__ at interpreter exit, it prints a traceback.
+        result.backend.remove_pending_result(result)
         return SendOutcome(
             False,
             f"no result within {timeout:g}s for task {result.id}: is a worker running? (p419 worker, p419 up)",

@@ -7,6 +7,7 @@ the data dir and the Telegram endpoint. `p419 up` passes its choices to children
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -43,8 +44,13 @@ class Settings(BaseSettings):
 
     # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
     retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
-    lease_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
+    lease_seconds: float = Field(default=40.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
     sweep_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="P419_SWEEP_INTERVAL")
+    # kombu (Redis): an unacknowledged message comes back after this long; queued outbox rows are re-sent
+    # by the sweep after the same time, in case the broker lost them.
+    visibility_timeout: float = Field(
+        default=3600.0, ge=1, le=86400, validation_alias="P419_VISIBILITY_TIMEOUT"
+    )
 
     @field_validator("platform", mode="before")
     @classmethod
@@ -70,6 +76,17 @@ class Settings(BaseSettings):
         if value is not None:
             check_redis_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # httpx applies the timeout to connect, write and read separately: a send can take 3x as long.
+        # A lease shorter than that would let the sweep start a second sender while the first still runs.
+        if self.lease_seconds <= 3 * self.telegram_timeout:
+            raise ValueError(
+                f"P419_LEASE_SECONDS ({self.lease_seconds:g}) must be more than 3 x TELEGRAM_TIMEOUT "
+                f"({self.telegram_timeout:g}), or a slow send could be sent twice"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_redis_url(self) -> Settings:
@@ -111,9 +128,13 @@ def check_redis_url(url: str) -> None:
 
 
 def safe_url(url: str) -> str:
-    """A broker URL fit for messages: any password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """A broker URL fit for messages: any password replaced. Never raises, even on a malformed URL."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return re.sub(r"://[^@/]*@", "://***@", url)
+    if password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:" if parts.username else ":"
@@ -136,8 +157,11 @@ def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         loc = item.get("loc") or ()
-        name = ENV_NAMES.get(str(loc[0]), str(loc[0])) if loc else "REDIS_URL"
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        if not loc:  # a rule across settings; the message names them
+            lines.append(f"invalid settings: {message}")
+            continue
+        name = ENV_NAMES.get(str(loc[0]), str(loc[0]))
         if name == "TELEGRAM_BOT_TOKEN":
             lines.append(f"invalid setting {name}: {message}")
         else:

@@ -191,14 +191,16 @@ class Store:
         return Claim(granted, Notification(**dict(row)) if row else None)
 
     def finish(self, notification_id: int, task_id: str, status: Status, error: str | None = None) -> None:
-        """Record a final outcome (sent, dry-run or failed) for the chain that holds the row."""
+        """Record a final outcome. A failure counts only from the chain that holds the row; a delivery is a
+        fact whoever made it (a sender presumed dead may still have got through)."""
         assert status in FINAL_STATUSES
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "UPDATE notifications SET status = ?, last_error = ?, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND task_id = ?",
-                (status, error, now, notification_id, task_id),
+                " WHERE id = ? AND (task_id = ? OR (? != 'failed' AND status NOT IN"
+                " ('sent', 'dry-run', 'failed')))",
+                (status, error, now, notification_id, task_id, status),
             )
 
     def release_for_retry(

@@ -18,6 +18,7 @@ from python419.supervisor.process import Child
 from python419.supervisor.restart import Backoff
 
 TAIL_LINES = 15
+MIN_GROUP_GRACE = 2.0
 PROBE_EVERY = 0.05
 
 
@@ -77,7 +78,8 @@ class Manager:
     def run(self) -> int:
         began = self.clock()
         for state in self.states.values():
-            self._start(state)
+            if not self._start(state):
+                return self._shutdown(1, f"{state.spec.name} could not start")
         while True:
             self._idle()
             if self._stop_reason is None and self.stop_requested():
@@ -89,8 +91,8 @@ class Manager:
                 failure = self._check_exit(state, now)
                 if failure:
                     return self._shutdown(1, failure)
-                if state.restart_at is not None and now >= state.restart_at:
-                    self._start(state)
+                if state.restart_at is not None and now >= state.restart_at and not self._start(state):
+                    return self._shutdown(1, f"{state.spec.name} could not start")
             self._probe_readiness(now, began)
             if not self.stack_ready and now - began > self.ready_timeout:
                 late = next(s for s in self.states.values() if not s.ready)
@@ -99,14 +101,22 @@ class Manager:
                 )
                 return self._shutdown(1, f"{late.spec.name} never got ready")
 
-    def _start(self, state: ChildState) -> None:
+    def _start(self, state: ChildState) -> bool:
         state.restart_at = None
         state.ready = False
         if state.spec.ready_file is not None:
             state.spec.ready_file.unlink(missing_ok=True)
-        state.child = self.factory(state.spec)
+        try:
+            state.child = self.factory(state.spec)
+        except OSError as exc:  # not found, not executable, out of processes
+            state.child = None
+            self.emit(
+                ev.Failed(state.spec.name, f"could not start {state.spec.argv[0]}: {exc.strerror or exc}")
+            )
+            return False
         state.started_at = self.clock()
         self.emit(ev.Started(state.spec.name, state.child.pid))
+        return True
 
     def _check_exit(self, state: ChildState, now: float) -> str | None:
         """Handle a child that exited on its own. Returns a reason when the stack must stop."""
@@ -151,7 +161,10 @@ class Manager:
             for state in group:
                 assert state.child is not None
                 state.child.stop()
-            while any(s.running for s in group) and self.clock() < deadline and not self._force:
+            # Workers may use up the grace on a task in flight; the API and Redis still get a moment to
+            # stop cleanly (Redis fsyncs its AOF on SIGTERM) rather than SIGKILL right after SIGTERM.
+            group_deadline = max(deadline, self.clock() + min(self.grace, MIN_GROUP_GRACE))
+            while any(s.running for s in group) and self.clock() < group_deadline and not self._force:
                 self._idle()
             self._reap(group)
         if self._force:

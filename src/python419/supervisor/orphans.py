@@ -35,14 +35,18 @@ def parent_gone(
 
 
 def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A preexec_fn for Popen on Linux; None elsewhere. SIGTERM, so a child still shuts down warmly."""
+    """A preexec_fn for Popen on Linux; None elsewhere. SIGTERM, so a child still shuts down warmly (our
+    Python children's watchdog kills what is left after its grace period)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)  # resolved before fork: nothing to import in the child
     prctl = libc.prctl
+    parent = os.getpid()
 
     def set_pdeathsig() -> None:
         prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before prctl ran: the signal will never come
+            os.kill(os.getpid(), sig)
 
     return set_pdeathsig
 
@@ -63,7 +67,8 @@ def terminate_tree(root: psutil.Process, grace: float) -> None:
 
 
 class Watchdog(threading.Thread):
-    """Runs inside a child: when the supervisor disappears, stop our descendants and exit."""
+    """Runs inside a child: when the supervisor disappears, shut down warmly (SIGTERM to ourselves, as the
+    supervisor would have sent), and if that takes longer than `grace`, take our whole tree down."""
 
     def __init__(
         self, platform: Platform, supervisor_pid: int, interval: float = 0.5, grace: float = 5.0
@@ -75,6 +80,9 @@ class Watchdog(threading.Thread):
     def run(self) -> None:
         while not parent_gone(self.platform, self.supervisor_pid, os.getppid(), psutil.pid_exists):
             threading.Event().wait(self.interval)
+        if self.platform != "windows":  # on Windows the Job Object has already ended us
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(self.grace)
         me = psutil.Process()
         for child in me.children(recursive=True):
             terminate_tree(child, self.grace)

@@ -75,6 +75,10 @@ class Plan:
         return [c for c in self.children if c.kind == kind]
 
 
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def is_local_redis(url: str) -> bool:
     return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
 
@@ -102,11 +106,27 @@ def choose_broker(
     )
 
 
+def redis_config(url: str) -> str | None:
+    """Config-file lines for the password in REDIS_URL (a file, so the password is not in `ps` output)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return None
+    if parts.username and parts.username != "default":
+        return f"user {parts.username} on >{parts.password} ~* &* +@all\nrequirepass {parts.password}\n"
+    return f"requirepass {parts.password}\n"
+
+
+def redis_config_path(data_dir: Path) -> Path:
+    return data_dir / "redis" / "p419-redis.conf"
+
+
 def redis_argv(binary: str, url: str, data_dir: Path) -> list[str]:
     """Bound to loopback on the URL's port, AOF on so queued tasks survive a Redis restart."""
     port = urlsplit(url).port or 6379
+    config = [str(redis_config_path(data_dir))] if redis_config(url) else []
     return [
         binary,
+        *config,
         "--port",
         str(port),
         "--bind",
@@ -168,6 +188,6 @@ def build_plan(
         creation_flags=creation_flags(platform),
         stop=stop_method(platform).kind,
         orphan_guard=orphan_guard(platform),
-        api_url=f"http://{settings.api_host}:{settings.api_port}",
+        api_url=http_url(settings.api_host, settings.api_port),
         data_dir=data_dir,
     )

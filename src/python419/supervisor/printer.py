@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
+from python419.settings import safe_url
 from python419.supervisor import events as ev
 from python419.supervisor.plan import Plan
 
@@ -106,7 +107,7 @@ def plan_lines(plan: Plan, join: str = "posix") -> list[str]:
         f"pool: {plan.pool} ({plan.pool_reason})",
         f"stop: {plan.stop}; orphans: {plan.orphan_guard}; creation flags: {plan.creation_flags:#x}",
         f"data dir: {plan.data_dir}",
-        "environment for every child: " + " ".join(f"{k}={v}" for k, v in sorted(plan.env.items())),
+        "environment for every child: " + " ".join(f"{k}={safe_url(v)}" for k, v in sorted(plan.env.items())),
     ]
     if plan.pool_warning:
         lines.insert(3, f"warning: {plan.pool_warning}")

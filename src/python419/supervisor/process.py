@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import psutil
 
 from python419.platforms import Platform, creation_flags, starts_new_session, stop_method
-from python419.supervisor.orphans import JobObject, pdeathsig_preexec, terminate_tree
+from python419.supervisor.orphans import JobObject, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec
 
 LineSink = Callable[[str, str], None]
@@ -73,16 +72,6 @@ class OsChild:
             with contextlib.suppress(OSError):
                 self.popen.kill()
 
-    def alive_descendants(self) -> list[psutil.Process]:
-        return [p for p in self._known.values() if p.pid != self.pid and _running(p)]
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
 
 class ProcessFactory:
     """Starts children for real. `job` is the Windows Job Object (None elsewhere)."""
@@ -120,16 +109,6 @@ def _pump(name: str, stream: Any, sink: LineSink) -> None:
     for raw in iter(stream.readline, b""):
         sink(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
     stream.close()
-
-
-def kill_everything(children: list[OsChild], grace: float = 0.0) -> None:
-    """Last resort: every known process of every child, gone."""
-    for child in children:
-        child.kill_tree()
-    deadline = time.monotonic() + grace
-    for child in children:
-        for proc in child.alive_descendants():
-            terminate_tree(proc, max(0.0, deadline - time.monotonic()))
 
 
 def install_stop_handlers(names: list[str], handler: Callable[[int, Any], None]) -> None:

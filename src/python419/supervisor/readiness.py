@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from python419.supervisor.plan import ChildSpec, Plan
+from python419.supervisor.plan import ChildSpec, Plan, http_url
 
 PROBE_TIMEOUT = 0.25
 
@@ -18,9 +18,7 @@ def probe_url(api_url: str) -> str:
     host = parts.hostname or "127.0.0.1"
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}:{parts.port}"
+    return http_url(host, parts.port or 80)
 
 
 class Probe:

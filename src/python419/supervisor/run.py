@@ -7,6 +7,7 @@ import queue
 import shutil
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -17,7 +18,16 @@ from python419.settings import Settings, safe_url
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager
 from python419.supervisor.orphans import JobObject
-from python419.supervisor.plan import Plan, PlanError, UpOptions, build_plan, choose_broker, is_local_redis
+from python419.supervisor.plan import (
+    Plan,
+    PlanError,
+    UpOptions,
+    build_plan,
+    choose_broker,
+    is_local_redis,
+    redis_config,
+    redis_config_path,
+)
 from python419.supervisor.printer import Printer, plan_lines
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
@@ -26,6 +36,10 @@ from python419.supervisor.state import STOP_FILE, StateFile, read_state
 
 class UpError(Exception):
     """`p419 up` cannot start; the message says why and what to do."""
+
+
+def is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def redis_answers(url: str, timeout: float = 0.3) -> bool:
@@ -46,7 +60,9 @@ def make_plan(settings: Settings, options: UpOptions) -> Plan:
         env = dict(os.environ)
         if settings.redis_server:  # from .env too, not only the environment
             env["REDIS_SERVER"] = settings.redis_server
-        binary = find_redis_server(settings.platform, env, shutil.which, os.path.exists)
+        binary = find_redis_server(settings.platform, env, shutil.which, is_executable)
+        if binary is None and env.get("REDIS_SERVER"):
+            raise UpError(f"REDIS_SERVER={env['REDIS_SERVER']} is not an executable file (nor on PATH)")
     try:
         broker = choose_broker(
             options.broker,
@@ -67,6 +83,16 @@ def make_plan(settings: Settings, options: UpOptions) -> Plan:
     )
 
 
+def write_redis_config(url: str, data_dir: Path) -> None:
+    config = redis_config(url)
+    if config is None:
+        return
+    path = redis_config_path(data_dir)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)  # it holds the password
+    path.write_text(config, encoding="utf-8")
+
+
 def dry_run(plan: Plan, console: Console) -> None:
     for line in plan_lines(plan, "windows" if plan.platform == "windows" else "posix"):
         console.print(line, soft_wrap=True, highlight=False, markup=False)
@@ -81,6 +107,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     (plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    if plan.by_kind("redis") and "REDIS_URL" in plan.env:
+        write_redis_config(plan.env["REDIS_URL"], plan.data_dir)
     stop_file = run_dir / STOP_FILE
     stop_file.unlink(missing_ok=True)
 

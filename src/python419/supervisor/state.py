@@ -43,6 +43,7 @@ class StateFile:
             case ev.Started(name, pid):
                 child = children.setdefault(name, {"restarts": -1})
                 child.update(pid=pid, state="starting", since=time.time(), restarts=child["restarts"] + 1)
+                child["create_time"] = _create_time(pid)
             case ev.ChildReady(name, _):
                 children[name]["state"] = "running"
             case ev.Exited(name, code, _):
@@ -66,14 +67,31 @@ class StateFile:
         self.path.unlink(missing_ok=True)
 
 
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _same_process(pid: int, create_time: float | None) -> psutil.Process | None:
+    """The process, unless it is gone or its pid now belongs to another one."""
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 1:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
 def read_state(run_dir: Path) -> dict[str, Any] | None:
     """The state of a live `p419 up`, or None (no file, or its supervisor is gone)."""
     try:
         data = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
-        proc = psutil.Process(int(data["pid"]))
-        if abs(proc.create_time() - float(data["create_time"])) > 1:
-            return None  # the pid was recycled
-    except (OSError, ValueError, KeyError, psutil.Error):
+        if _same_process(int(data["pid"]), float(data["create_time"])) is None:
+            return None  # gone, or the pid was recycled
+    except (OSError, ValueError, KeyError):
         return None
     return dict(data)
 
@@ -93,11 +111,13 @@ def child_statuses(state: dict[str, Any], sample: float = 0.1) -> list[ChildStat
     """Each child of a state file, with CPU (over `sample` seconds) and RSS measured now."""
     procs: dict[str, psutil.Process] = {}
     for name, child in state["children"].items():
-        try:
-            procs[name] = psutil.Process(int(child["pid"]))
-            procs[name].cpu_percent(None)
-        except (psutil.Error, KeyError, ValueError):
-            pass
+        proc = _same_process(int(child.get("pid") or 0), child.get("create_time"))
+        if proc is not None:
+            try:
+                proc.cpu_percent(None)
+                procs[name] = proc
+            except psutil.Error:
+                pass
     time.sleep(sample)
     now = time.time()
     rows = []

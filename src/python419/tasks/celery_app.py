@@ -52,7 +52,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["result_backend"] = file_url(root / "results")
     else:
         config["result_backend"] = settings.broker_url
-        config["broker_transport_options"] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+        vt = settings.visibility_timeout
+        config["broker_transport_options"] = {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+            "visibility_timeout": vt,
+            # kombu checks for expired messages every interval x throttle (100 s by default); keep that
+            # well under a short visibility timeout, or it is the restore loop that decides.
+            "unacked_restore_interval": max(1, min(10, int(vt // 4))),
+            "unacked_restore_throttle": 1 if vt < 400 else 10,
+        }
         config["redis_socket_connect_timeout"] = 2
         config["redis_socket_timeout"] = 5
     return config

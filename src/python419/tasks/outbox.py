@@ -8,13 +8,10 @@ import threading
 
 from python419.settings import Settings
 from python419.store import Notification, Store
-from python419.tasks.embedded import clean_results
+from python419.tasks.embedded import clean_results, clean_stale_control_messages
 from python419.tasks.notifications import send_tg_notification
 
 log = logging.getLogger(__name__)
-
-# A queued message waits for a free worker; give it longer than a send before suspecting it lost.
-QUEUED_LEASE_FACTOR = 4
 
 
 def enqueue(store: Store, settings: Settings, notification: Notification) -> str | None:
@@ -33,7 +30,9 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
         log.warning("broker unreachable, notification %s stays pending: %s", notification.id, exc)
         store.forget_lease(notification.id)
         return None
-    store.mark_queued(notification.id, settings.lease_seconds * QUEUED_LEASE_FACTOR)
+    # A queued message may wait long for a free worker, and the broker keeps it: suspect it lost (and send
+    # another) only after the visibility timeout, when kombu itself would give up on an unacked one.
+    store.mark_queued(notification.id, settings.visibility_timeout)
     return str(result.id)
 
 
@@ -63,6 +62,7 @@ class Sweeper(threading.Thread):
                     log.info("outbox sweep re-enqueued %d notification(s)", count)
                 if self._settings.broker == "embedded":
                     clean_results(self._settings.embedded_dir / "results")
+                    clean_stale_control_messages(self._settings.embedded_dir / "queue")
             except Exception:
                 log.exception("outbox sweep failed; will try again")
             if self._stopped.wait(self._settings.sweep_interval):

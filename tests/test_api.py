@@ -79,5 +79,6 @@ def test_health_reports_every_component(api: httpx.Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database"]["ok"] and body["broker"]["ok"] and body["broker"]["kind"] == "redis"
+    assert body["database"]["ok"] and body["database"]["path"].endswith("p419.db")
+    assert body["broker"]["ok"] and body["broker"]["kind"] == "redis"
     assert any(name.startswith("shared@") for name in body["workers"]["names"])

@@ -25,7 +25,8 @@ def health(
 ) -> tuple[int, dict[str, Any]]:
     """200 when the API can take products and queue them; workers are reported, and their absence
     makes the status `degraded` (notifications wait in the outbox) rather than 503."""
-    database = _timed(store.ping)
+    # The path shows at a glance whether the API and the workers share one database (same P419_DATA_DIR).
+    database = {**_timed(store.ping), "path": str(store.path.resolve())}
     broker = _timed(lambda: broker_ping(settings))
     if not ping_workers:
         # A quick readiness probe: is this API able to take products? (used by `p419 up`)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.procs import wait_until
-
 
 def test_create_get_and_list(api: httpx.Client) -> None:
     created = api.post("/products", json={"name": "  Green tea  ", "price": 0, "description": "loose leaf"})
@@ -77,11 +75,12 @@ def test_bad_ids_are_422(api: httpx.Client, path: str) -> None:
 
 
 def test_health_reports_every_component(api: httpx.Client) -> None:
-    # A worker subscribes to pings a moment after it reports ready: give a fresh session worker that moment.
-    assert wait_until(lambda: api.get("/health").json()["status"] == "ok", 10)
+    for _ in range(5):  # every call, not just most: pings on a reused connection used to lose 1 reply in 4
+        assert api.get("/health").json()["workers"]["ok"]
     response = api.get("/health")
     assert response.status_code == 200
     body = response.json()
+    assert body["status"] == "ok"
     assert body["database"]["ok"] and body["database"]["path"].endswith("p419.db")
     assert body["broker"]["ok"] and body["broker"]["kind"] == "redis"
     assert any(name.startswith("shared@") for name in body["workers"]["names"])

@@ -8,6 +8,7 @@ from enum import Enum
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from python419.platforms import celery_worker_command, choose_pool, detect_platform, worker_args
 from python419.settings import Settings, SettingsError, get_settings, safe_url
@@ -44,7 +45,7 @@ class LogLevel(str, Enum):
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]p419:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]p419:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -92,10 +93,14 @@ def worker(
     if choice.warning:
         err.print(f"[yellow]warning:[/] {choice.warning}", soft_wrap=True)
     args = worker_args(choice.pool, concurrency=concurrency, loglevel=loglevel.value, hostname=hostname)
-    out.print(f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})", soft_wrap=True)
-    out.print(f"p419 worker: broker {safe_url(config.broker_url)}", soft_wrap=True)
+    out.print(
+        f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})",
+        soft_wrap=True,
+        markup=False,
+    )
+    out.print(f"p419 worker: broker {safe_url(config.broker_url)}", soft_wrap=True, markup=False)
     if dry_run:
-        out.print(shlex.join(celery_worker_command(sys.executable, args)), soft_wrap=True)
+        out.print(shlex.join(celery_worker_command(sys.executable, args)), soft_wrap=True, markup=False)
         return
     from python419.supervisor.orphans import start_watchdog_from_env
     from python419.tasks import celery_app

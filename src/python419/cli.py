@@ -203,54 +203,35 @@ def up(
 @app.command()
 def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show the children of a running `p419 up`: pid, state, uptime, restarts, CPU, memory."""
-    import dataclasses
     import json
 
-    from rich.table import Table
-
-    from python419.supervisor.state import child_statuses, read_state
+    from python419.supervisor.control import status_document, status_table
+    from python419.supervisor.state import read_state
 
     state = read_state(settings().data_dir.resolve() / "run")
     if state is None:
         if json_output:
-            out.print_json(json.dumps({"running": False}))
+            print(json.dumps({"running": False}))
         raise fail("p419 up is not running (no live state file in the data dir)", 1)
-    rows = child_statuses(state)
+    document = status_document(state)
     if json_output:
-        doc = {"running": True, "pid": state["pid"], "ready": state["ready"], "api_url": state["api_url"]}
-        doc["children"] = [dataclasses.asdict(r) for r in rows]
-        print(json.dumps(doc, indent=2))
-        return
-    table = Table(title=f"p419 up (pid {state['pid']}) — {state['api_url']}")
-    for column in ("name", "pid", "state", "uptime", "restarts", "cpu %", "rss MB"):
-        table.add_column(column)
-    for r in rows:
-        uptime = f"{r.uptime:.0f}s" if r.uptime is not None else "-"
-        cpu = f"{r.cpu_percent:.1f}" if r.cpu_percent is not None else "-"
-        rss = f"{r.rss_mb:.1f}" if r.rss_mb is not None else "-"
-        table.add_row(r.name, str(r.pid or "-"), r.state, uptime, str(r.restarts), cpu, rss)
-    out.print(table)
+        print(json.dumps(document, indent=2))
+    else:
+        out.print(status_table(document))
 
 
 @app.command()
 def down(timeout: float = typer.Option(30.0, min=0, help="Seconds to wait for the stack to stop.")) -> None:
     """Ask a running `p419 up` to stop, as Ctrl+C would, and wait for it."""
-    import time
-
-    import psutil
-
-    from python419.supervisor.state import read_state, request_stop
+    from python419.supervisor.control import stop_and_wait
+    from python419.supervisor.state import read_state
 
     run_dir = settings().data_dir.resolve() / "run"
     state = read_state(run_dir)
     if state is None:
         raise fail("p419 up is not running", 1)
-    request_stop(run_dir)
-    deadline = time.monotonic() + timeout
-    while psutil.pid_exists(int(state["pid"])) and read_state(run_dir) is not None:
-        if time.monotonic() > deadline:
-            raise fail(f"p419 up (pid {state['pid']}) did not stop within {timeout:g}s", 1)
-        time.sleep(0.1)
+    if not stop_and_wait(run_dir, state, timeout):
+        raise fail(f"p419 up (pid {state['pid']}) did not stop within {timeout:g}s", 1)
     out.print(f"p419 up (pid {state['pid']}) stopped")
 
 

@@ -1,0 +1,58 @@
+"""`p419 status` and `p419 down`: talk to a running `p419 up` through its state file, from another terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.table import Table
+
+from python419.supervisor.state import child_statuses, read_state, request_stop
+
+
+def status_document(state: dict[str, Any]) -> dict[str, Any]:
+    """What `p419 status --json` prints."""
+    rows = child_statuses(state)
+    return {
+        "running": True,
+        "pid": state["pid"],
+        "ready": state["ready"],
+        "api_url": state["api_url"],
+        "broker": state.get("broker"),
+        "children": [dataclasses.asdict(r) for r in rows],
+    }
+
+
+def status_table(document: dict[str, Any]) -> Table:
+    table = Table(title=f"p419 up (pid {document['pid']}) — {document['api_url']}")
+    for column in ("name", "pid", "state", "uptime", "restarts", "cpu %", "rss MB"):
+        table.add_column(column)
+    for child in document["children"]:
+        table.add_row(
+            child["name"],
+            str(child["pid"] or "-"),
+            child["state"],
+            _fmt(child["uptime"], "{:.0f}s"),
+            str(child["restarts"]),
+            _fmt(child["cpu_percent"], "{:.1f}"),
+            _fmt(child["rss_mb"], "{:.1f}"),
+        )
+    return table
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def stop_and_wait(run_dir: Path, state: dict[str, Any], timeout: float) -> bool:
+    """Ask the running `up` to stop, as Ctrl+C would. True when it stopped within `timeout`."""
+    request_stop(run_dir)
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(int(state["pid"])) and read_state(run_dir) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -61,23 +61,19 @@ def test_429_waits_retry_after_then_delivers(api: httpx.Client, telegram: FakeTe
     assert len(telegram.delivered(marker)) == 1
 
 
-def test_401_fails_at_once_without_retries(api: httpx.Client, telegram: FakeTelegram) -> None:
-    marker = unique("unauth")
-    telegram.script(marker, ["401"])
+@pytest.mark.parametrize(
+    "answer,description", [("401", "Unauthorized"), ("400", "Bad Request: chat not found")]
+)
+def test_permanent_errors_fail_at_once_without_retries(
+    api: httpx.Client, telegram: FakeTelegram, answer: str, description: str
+) -> None:
+    marker = unique(f"permanent{answer}")
+    telegram.script(marker, [answer])
     body = post_product(api, marker)
     row = wait_status(api, body["notification_id"], {"sent", "failed"})
     assert row["status"] == "failed" and row["attempts"] == 1
-    assert "Unauthorized" in row["last_error"]
+    assert row["last_error"] == f"Telegram {answer} {description}"
     time.sleep(1)  # longer than the retry delay: a retry would have shown up by now
-    assert len(telegram.attempts(marker)) == 1
-
-
-def test_chat_not_found_is_permanent(api: httpx.Client, telegram: FakeTelegram) -> None:
-    marker = unique("nochat")
-    telegram.script(marker, ["400"])
-    body = post_product(api, marker)
-    row = wait_status(api, body["notification_id"], {"sent", "failed"})
-    assert row["status"] == "failed" and "chat not found" in row["last_error"]
     assert len(telegram.attempts(marker)) == 1
 
 

@@ -58,6 +58,9 @@ def test_sweep_replaces_the_chain_so_old_messages_are_refused(tmp_path: Path) ->
     clock.now += 4  # the sender was killed mid-send
     [swept] = store.due_for_enqueue(30)
     assert swept.task_id != n.task_id and swept.status == "queued"
+    store.mark_queued(n.id, n.task_id, 3600)  # a late publish report from the old chain changes nothing
+    row = store.get_notification(n.id)
+    assert row and row.lease_until == swept.lease_until
     assert not store.claim(n.id, n.task_id, 3).granted  # the old chain (e.g. its retry) is stale
     assert swept.task_id and store.claim(n.id, swept.task_id, 3).granted
     store.finish(n.id, n.task_id, "failed", "late news from the old chain")
@@ -85,7 +88,7 @@ def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> Non
     _, queued = store.create_product("b", 1, None)
     _, sending = store.create_product("c", 1, None)
     _, done = store.create_product("d", 1, None)
-    store.mark_queued(queued.id, 120)
+    store.mark_queued(queued.id, str(queued.task_id), 120)
     assert sending.task_id and done.task_id
     store.claim(sending.id, sending.task_id, 30)
     store.claim(done.id, done.task_id, 30)

@@ -165,14 +165,15 @@ class Store:
             row = db.execute("SELECT * FROM notifications WHERE id = ?", (notification_id,)).fetchone()
         return Notification(**dict(row)) if row else None
 
-    def mark_queued(self, notification_id: int, lease_seconds: float) -> None:
-        """The message reached the broker. If no worker takes it within the lease, the sweep sends another."""
+    def mark_queued(self, notification_id: int, task_id: str, lease_seconds: float) -> None:
+        """The message of chain `task_id` reached the broker. If no worker takes it within the lease, the
+        sweep sends another. A row that moved on (claimed, finished, replaced) is left alone."""
         now = self._now()
         with self._connect() as db:
             db.execute(
                 "UPDATE notifications SET status = 'queued', lease_until = ?, updated_at = ?"
-                " WHERE id = ? AND status IN ('pending', 'queued')",
-                (now + lease_seconds, now, notification_id),
+                " WHERE id = ? AND task_id = ? AND status IN ('pending', 'queued')",
+                (now + lease_seconds, now, notification_id, task_id),
             )
 
     def claim(self, notification_id: int, task_id: str, lease_seconds: float) -> Claim:

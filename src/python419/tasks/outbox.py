@@ -32,7 +32,7 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
         return None
     # A queued message may wait long for a free worker, and the broker keeps it: suspect it lost (and send
     # another) only after the visibility timeout, when kombu itself would give up on an unacked one.
-    store.mark_queued(notification.id, settings.visibility_timeout)
+    store.mark_queued(notification.id, str(result.id), settings.visibility_timeout)
     return str(result.id)
 
 

@@ -53,6 +53,13 @@ def test_worker_dry_run_on_linux_honours_pool(tmp_path: Path) -> None:
     assert "--concurrency=4 --hostname=a@b" in done.stdout
 
 
+def test_worker_warns_that_solo_ignores_concurrency(tmp_path: Path) -> None:
+    env = {**clean_environ(), "P419_PLATFORM": "linux"}
+    done = p419("worker", "--dry-run", "--pool", "solo", "--concurrency", "4", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "--concurrency=1" in done.stdout
+    assert "--concurrency 4 has no effect on the solo pool" in done.stderr
+
+
 def test_worker_rejects_unknown_pool(tmp_path: Path) -> None:
     done = p419("worker", "--pool", "forkbomb", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -91,7 +91,13 @@ def worker(
     config = settings()
     choice = choose_pool(config.platform, pool.value if pool else None)
     if choice.warning:
-        err.print(f"[yellow]warning:[/] {choice.warning}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(choice.warning)}", soft_wrap=True)
+    elif choice.pool == "solo" and concurrency and concurrency > 1:
+        err.print(
+            f"[yellow]warning:[/] --concurrency {concurrency} has no effect on the solo pool (one task at a "
+            "time); for concurrency run several workers: p419 up --workers N",
+            soft_wrap=True,
+        )
     args = worker_args(choice.pool, concurrency=concurrency, loglevel=loglevel.value, hostname=hostname)
     out.print(
         f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})",

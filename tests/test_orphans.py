@@ -46,6 +46,30 @@ def test_guard_forwards_sigterm() -> None:
     assert guard.wait(10) == 128 + 15  # sleep died of the forwarded SIGTERM; the guard says so
 
 
+def test_a_child_the_job_refuses_is_not_left_running() -> None:
+    import os
+
+    from python419.supervisor.plan import ChildSpec
+    from python419.supervisor.process import ProcessFactory
+
+    started: list[int] = []
+
+    class RefusingJob:
+        def assign(self, handle: int) -> None:
+            started.append(handle)
+            raise OSError("AssignProcessToJobObject failed (Windows error 5)")
+
+    factory = ProcessFactory("linux", dict(os.environ), lambda n, line: None, RefusingJob())  # type: ignore[arg-type]
+    try:
+        factory(ChildSpec("sleeper", "api", ["sleep", "60"]))
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the factory must report the failure")
+    [pid] = started
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
 def test_every_child_is_put_in_the_job_object(tmp_path) -> None:
     """The Windows seam: the factory hands each new child's pid to the Job Object it was given."""
     import os
@@ -58,8 +82,8 @@ def test_every_child_is_put_in_the_job_object(tmp_path) -> None:
         def __init__(self) -> None:
             self.assigned: list[int] = []
 
-        def assign(self, pid: int) -> None:
-            self.assigned.append(pid)
+        def assign(self, handle: int) -> None:
+            self.assigned.append(handle)  # on Linux Popen has no handle: the factory passes the pid
 
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     job = FakeJob()

@@ -333,17 +333,9 @@ class FakeKernel32:
         )
         return 1
 
-    def OpenProcess(self, access: int, inherit: bool, pid: int) -> int:
-        self.calls.append(("OpenProcess", pid))
-        return 5
-
     def AssignProcessToJobObject(self, job: int, process: int) -> int:
         self.calls.append(("AssignProcessToJobObject", job, process))
-        return 1
-
-    def CloseHandle(self, handle: int) -> int:
-        self.calls.append(("CloseHandle", handle))
-        return 1
+        return process != 666
 
 
 def test_job_object_kills_on_close_and_takes_children() -> None:
@@ -357,8 +349,16 @@ def test_job_object_kills_on_close_and_takes_children() -> None:
         JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
         ctypes.sizeof(ExtendedLimits),
     )
-    assert ("OpenProcess", 4321) in k32.calls and ("AssignProcessToJobObject", 77, 5) in k32.calls
-    assert k32.calls[-1] == ("CloseHandle", 5)
+    assert k32.calls[-1] == ("AssignProcessToJobObject", 77, 4321)
+    with pytest.raises(OSError, match="AssignProcessToJobObject failed"):
+        job.assign(666)
+
+
+def test_job_layout_matches_the_windows_sdk() -> None:
+    # JOBOBJECT_EXTENDED_LIMIT_INFORMATION is 144 bytes on 64-bit Windows (112 on 32-bit).
+    if ctypes.sizeof(ctypes.c_void_p) == 8:
+        assert ctypes.sizeof(ExtendedLimits) == 144
+        assert ExtendedLimits.IoInfo.offset == 64
 
 
 # --- printer ----------------------------------------------------------------------------------
@@ -420,3 +420,42 @@ def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
         supervisor_pid=1,
     )
     assert linux.by_kind("redis")[0].argv[0] == "redis-server"
+
+
+def test_no_reload_under_up_on_windows(tmp_path: Path) -> None:
+    broker = choose_broker(
+        "embedded", url="redis://127.0.0.1:6379/0", answers=False, redis_binary=None, platform="windows"
+    )
+    windows = build_plan(
+        settings("windows", tmp_path),
+        UpOptions(reload=True),
+        python="py",
+        broker=broker,
+        redis_binary=None,
+        supervisor_pid=1,
+    )
+    assert "--reload" not in windows.by_kind("api")[0].argv
+    assert windows.reload_warning and "CTRL_C_EVENT" in windows.reload_warning
+    assert windows.env["PYTHONIOENCODING"] == "utf-8"
+    assert any("--reload is not available" in line for line in plan_lines(windows, "windows"))
+    linux = build_plan(
+        settings("linux", tmp_path),
+        UpOptions(reload=True),
+        python="py",
+        broker=broker,
+        redis_binary=None,
+        supervisor_pid=1,
+    )
+    assert "--reload" in linux.by_kind("api")[0].argv and linux.reload_warning is None
+
+
+def test_state_file_survives_a_failed_write(tmp_path: Path) -> None:
+    import os
+
+    from python419.supervisor.state import StateFile
+
+    state = StateFile(tmp_path / "run", os.getpid(), "http://x", "redis")
+    state.path.unlink()
+    (tmp_path / "run").rmdir()  # the folder vanished under us: the manager must not notice
+    state.handle(ev.Started("api", os.getpid()))
+    assert state.data["children"]["api"]["state"] == "starting"

@@ -121,12 +121,8 @@ def _warm_shutdown_on_ctrl_break() -> None:
     import signal
 
     if hasattr(signal, "SIGBREAK"):
-        from celery.worker import state
-
-        def warm(*_: object) -> None:
-            state.should_stop = 0
-
-        signal.signal(signal.SIGBREAK, warm)
+        # Re-raised as SIGTERM, Celery's own handler does the rest (its message, worker_shutting_down).
+        signal.signal(signal.SIGBREAK, lambda *_: signal.raise_signal(signal.SIGTERM))
 
 
 @app.command()

@@ -102,8 +102,6 @@ def start_watchdog_from_env(platform: Platform, env: dict[str, str] | None = Non
 
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
 JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
-PROCESS_SET_QUOTA = 0x0100
-PROCESS_TERMINATE = 0x0001
 
 
 class _IoCounters(ctypes.Structure):
@@ -135,14 +133,33 @@ class ExtendedLimits(ctypes.Structure):
     ]
 
 
+def kernel32() -> Any:
+    """kernel32 with the prototypes we use: HANDLE results are pointer-sized, not ctypes' default int."""
+    from ctypes import wintypes
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    k32.CreateJobObjectW.argtypes = (wintypes.LPVOID, wintypes.LPCWSTR)
+    k32.CreateJobObjectW.restype = wintypes.HANDLE
+    k32.SetInformationJobObject.argtypes = (wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID, wintypes.DWORD)
+    k32.SetInformationJobObject.restype = wintypes.BOOL
+    k32.AssignProcessToJobObject.argtypes = (wintypes.HANDLE, wintypes.HANDLE)
+    k32.AssignProcessToJobObject.restype = wintypes.BOOL
+    return k32
+
+
+def _win_error(what: str) -> OSError:
+    get_last_error = getattr(ctypes, "get_last_error", lambda: 0)
+    return OSError(f"{what} failed (Windows error {get_last_error()})")
+
+
 class JobObject:
     """Every process assigned here dies when the supervisor's last handle to the job closes (at its death)."""
 
-    def __init__(self, kernel32: Any = None) -> None:
-        self._k32 = kernel32 if kernel32 is not None else ctypes.windll.kernel32  # type: ignore[attr-defined]
+    def __init__(self, k32: Any = None) -> None:
+        self._k32 = k32 if k32 is not None else kernel32()
         self.handle = self._k32.CreateJobObjectW(None, None)
         if not self.handle:
-            raise OSError("CreateJobObjectW failed")
+            raise _win_error("CreateJobObjectW")
         limits = ExtendedLimits()
         limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
         ok = self._k32.SetInformationJobObject(
@@ -152,14 +169,12 @@ class JobObject:
             ctypes.sizeof(limits),
         )
         if not ok:
-            raise OSError("SetInformationJobObject failed")
+            raise _win_error("SetInformationJobObject")
 
-    def assign(self, pid: int) -> None:
-        process = self._k32.OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, False, pid)
-        if not process:
-            raise OSError(f"OpenProcess({pid}) failed")
-        try:
-            if not self._k32.AssignProcessToJobObject(self.handle, process):
-                raise OSError(f"AssignProcessToJobObject({pid}) failed")
-        finally:
-            self._k32.CloseHandle(process)
+    def assign(self, process_handle: int) -> None:
+        """`process_handle`: the handle Popen holds (full access; no pid-reuse window as with OpenProcess).
+
+        A child is assigned right after it starts; a Python child spawns nothing of its own that early.
+        """
+        if not self._k32.AssignProcessToJobObject(self.handle, process_handle):
+            raise _win_error("AssignProcessToJobObject")

@@ -65,6 +65,7 @@ class Plan:
     pool: Pool
     pool_reason: str
     pool_warning: str | None
+    reload_warning: str | None
     creation_flags: int
     stop: str
     orphan_guard: str
@@ -138,6 +139,12 @@ def redis_argv(binary: str, url: str, data_dir: Path) -> list[str]:
     ]
 
 
+def reload_supported(platform: Platform, options: UpOptions) -> bool:
+    """uvicorn's reloader restarts its server with CTRL_C_EVENT, which on Windows cannot be aimed at one
+    process group: it would stop the whole stack. So no --reload under `up` on Windows."""
+    return options.reload and platform != "windows"
+
+
 def build_plan(
     settings: Settings,
     options: UpOptions,
@@ -152,6 +159,8 @@ def build_plan(
     choice = choose_pool(platform, options.pool)
     run_dir = data_dir / "run"
     env = {
+        # Children write to a pipe; without this Windows encodes it in the ANSI code page.
+        "PYTHONIOENCODING": "utf-8",
         "P419_DATA_DIR": str(data_dir),
         "P419_BROKER": "embedded" if broker.kind == "embedded" else "redis",
         "P419_PLATFORM": platform,
@@ -167,7 +176,9 @@ def build_plan(
             # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
             argv = [python, "-m", "python419.supervisor.guard", *argv]
         children.append(ChildSpec("redis", "redis", argv))
-    api_argv = [python, "-m", "python419", "api"] + (["--reload"] if options.reload else [])
+    api_argv = [python, "-m", "python419", "api"] + (
+        ["--reload"] if reload_supported(platform, options) else []
+    )
     children.append(ChildSpec("api", "api", api_argv))
     for n in range(1, options.workers + 1):
         name = f"worker{n}"
@@ -185,6 +196,12 @@ def build_plan(
         pool=choice.pool,
         pool_reason=choice.reason,
         pool_warning=choice.warning,
+        reload_warning=(
+            "--reload is not available under p419 up on Windows (uvicorn reloads with CTRL_C_EVENT, which "
+            "reaches the whole console); run `p419 api --reload` in its own terminal instead"
+            if options.reload and not reload_supported(platform, options)
+            else None
+        ),
         creation_flags=creation_flags(platform),
         stop=stop_method(platform).kind,
         orphan_guard=orphan_guard(platform),

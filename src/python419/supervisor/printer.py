@@ -109,8 +109,9 @@ def plan_lines(plan: Plan, join: str = "posix") -> list[str]:
         f"data dir: {plan.data_dir}",
         "environment for every child: " + " ".join(f"{k}={safe_url(v)}" for k, v in sorted(plan.env.items())),
     ]
-    if plan.pool_warning:
-        lines.insert(3, f"warning: {plan.pool_warning}")
+    for warning in (plan.reload_warning, plan.pool_warning):
+        if warning:
+            lines.insert(3, f"warning: {warning}")
     for child in plan.children:
         lines.append(f"{child.name}: {quote(child.argv)}")
         if child.env:

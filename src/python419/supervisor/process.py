@@ -99,7 +99,12 @@ class ProcessFactory:
             **options,
         )
         if self.job is not None:
-            self.job.assign(popen.pid)
+            try:
+                self.job.assign(int(getattr(popen, "_handle", popen.pid)))  # Windows Popen keeps a handle
+            except OSError:
+                popen.kill()  # never leave a child we cannot account for
+                popen.wait()
+                raise
         assert popen.stdout is not None
         threading.Thread(target=_pump, args=(spec.name, popen.stdout, self.sink), daemon=True).start()
         return OsChild(spec, popen, self.platform)

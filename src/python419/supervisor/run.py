@@ -115,7 +115,12 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     # Process-level decisions follow the OS we really run on; the plan may preview another (P419_PLATFORM).
     os_platform = detect_platform()
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
-    job = JobObject() if os_platform == "windows" else None
+    job, job_error = None, None
+    if os_platform == "windows":
+        try:
+            job = JobObject()
+        except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
+            job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
     factory = ProcessFactory(
         os_platform, {**os.environ, **plan.env}, lambda n, line: lines.put((n, line)), job
     )
@@ -142,9 +147,12 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
 
     install_stop_handlers(supervisor_stop_signals(os_platform), on_signal)
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
+    if job_error:
+        emit(ev.Note(job_error, loud=True))
     emit(ev.Note(f"worker pool: {plan.pool} ({plan.pool_reason})"))
-    if plan.pool_warning:
-        emit(ev.Note(plan.pool_warning, loud=True))
+    for warning in (plan.pool_warning, plan.reload_warning):
+        if warning:
+            emit(ev.Note(warning, loud=True))
     try:
         return manager.run()
     finally:

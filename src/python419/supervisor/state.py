@@ -59,9 +59,18 @@ class StateFile:
         self._write()
 
     def _write(self) -> None:
+        """Never lets a failure reach the manager: the state file is a report, not part of the control loop."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
+            for attempt in range(20):
+                try:
+                    os.replace(tmp, self.path)
+                    return
+                except PermissionError:  # Windows: a reader (`p419 down`, an antivirus) has it open
+                    time.sleep(0.025 * (attempt + 1))
+        except OSError:
+            pass
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

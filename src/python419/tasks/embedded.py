@@ -27,6 +27,11 @@ def clean_stale_control_messages(
     return _clean(folder, max_age, now, lambda path: ".pidbox" in path.name)
 
 
+def clean_processed(folder: Path, max_age: float = PIDBOX_MAX_AGE, now: float | None = None) -> int:
+    """Consumed messages kombu moved aside: kept only as long as a debugging glance needs."""
+    return _clean(folder, max_age, now, lambda _: True)
+
+
 def _clean(folder: Path, max_age: float, now: float | None, wanted: Callable[[Path], bool]) -> int:
     if not folder.is_dir():
         return 0

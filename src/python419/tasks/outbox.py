@@ -8,7 +8,7 @@ import threading
 
 from python419.settings import Settings
 from python419.store import Notification, Store
-from python419.tasks.embedded import clean_results, clean_stale_control_messages
+from python419.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
 from python419.tasks.notifications import send_tg_notification
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Sweeper(threading.Thread):
                 if self._settings.broker == "embedded":
                     clean_results(self._settings.embedded_dir / "results")
                     clean_stale_control_messages(self._settings.embedded_dir / "queue")
+                    clean_processed(self._settings.embedded_dir / "processed")
             except Exception:
                 log.exception("outbox sweep failed; will try again")
             if self._stopped.wait(self._settings.sweep_interval):

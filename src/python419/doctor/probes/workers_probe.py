@@ -32,7 +32,8 @@ def control_app(settings: Settings, cwd: Path) -> Any:
             "data_folder_in": str(root / "queue"),
             "data_folder_out": str(root / "queue"),
             "control_folder": str(root / "control"),
-            "store_processed": False,
+            "store_processed": True,  # as the stack does: consumed replies stay on the data dir's drive
+            "processed_folder": str(root / "processed"),
         }
     else:
         conf["broker_transport_options"] = {"socket_connect_timeout": 1, "socket_timeout": 2}

@@ -18,14 +18,25 @@ def broker_ping(settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
         if not settings.embedded_dir.is_dir():
             raise FileNotFoundError(f"embedded broker folder {settings.embedded_dir} is missing")
         return {"kind": "embedded"}
-    client = redis.Redis.from_url(
-        str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    redis_ping(str(settings.redis_url), timeout)
+    return {"kind": "redis"}
+
+
+def redis_ping(url: str, timeout: float) -> None:
+    """PING on a short-lived connection. Raises redis.RedisError or OSError when nothing answers."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         client.ping()
     finally:
         client.close()
-    return {"kind": "redis"}
+
+
+def redis_answers(url: str, timeout: float) -> bool:
+    try:
+        redis_ping(url, timeout)
+    except (redis.RedisError, OSError):
+        return False
+    return True
 
 
 def live_workers(celery_app: Any, timeout: float = WORKER_PING_TIMEOUT) -> list[str]:

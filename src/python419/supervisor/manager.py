@@ -29,7 +29,6 @@ class ChildState:
     started_at: float = 0.0
     ready: bool = False
     restart_at: float | None = None
-    restarts: int = 0
     backoff: Backoff = field(default_factory=Backoff)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     next_probe: float = 0.0
@@ -132,7 +131,6 @@ class Manager:
             reason = f"crashed {decision.failures} times in a row, giving up"
             self.emit(ev.Failed(state.spec.name, reason, tuple(state.tail)))
             return f"{state.spec.name} {reason}"
-        state.restarts += 1
         state.ready = False
         state.restart_at = now + decision.delay
         self.emit(ev.Restarting(state.spec.name, decision.delay, decision.failures))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import httpx
-import redis
 
+from python419.broker import redis_answers
 from python419.supervisor.plan import ChildSpec, Plan, http_url
 
 PROBE_TIMEOUT = 0.25
@@ -27,19 +27,11 @@ class Probe:
         self._health = f"{probe_url(plan.api_url)}/health?workers=false"
 
     def __call__(self, spec: ChildSpec) -> bool:
-        try:
-            if spec.kind == "redis":
-                client = redis.Redis.from_url(
-                    self.plan.env["REDIS_URL"],
-                    socket_timeout=PROBE_TIMEOUT,
-                    socket_connect_timeout=PROBE_TIMEOUT,
-                )
-                try:
-                    return bool(client.ping())
-                finally:
-                    client.close()
-            if spec.kind == "api":
+        if spec.kind == "redis":
+            return redis_answers(self.plan.env["REDIS_URL"], PROBE_TIMEOUT)
+        if spec.kind == "api":
+            try:
                 return httpx.get(self._health, timeout=PROBE_TIMEOUT).status_code == 200
-            return spec.ready_file is not None and spec.ready_file.exists()
-        except (redis.RedisError, httpx.HTTPError, OSError):
-            return False
+            except httpx.HTTPError:
+                return False
+        return spec.ready_file is not None and spec.ready_file.exists()

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 
+from python419.broker import redis_answers
 from python419.platforms import detect_platform, find_redis_server, supervisor_stop_signals
 from python419.settings import Settings, safe_url
 from python419.supervisor import events as ev
@@ -42,19 +42,9 @@ def is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def redis_answers(url: str, timeout: float = 0.3) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
-
-
 def make_plan(settings: Settings, options: UpOptions) -> Plan:
     url = str(settings.redis_url)
-    answers = options.broker != "embedded" and redis_answers(url)
+    answers = options.broker != "embedded" and redis_answers(url, timeout=0.3)
     binary = None
     if options.broker != "embedded" and not answers and is_local_redis(url):
         env = dict(os.environ)

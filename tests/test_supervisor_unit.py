@@ -18,7 +18,7 @@ from python419.supervisor.orphans import (
     JobObject,
     parent_gone,
 )
-from python419.supervisor.plan import ChildSpec, PlanError, UpOptions, build_plan, choose_broker
+from python419.supervisor.plan import ChildSpec, Plan, PlanError, UpOptions, build_plan, choose_broker
 from python419.supervisor.printer import Printer, describe, plan_lines
 from python419.supervisor.restart import Backoff
 
@@ -27,6 +27,34 @@ from python419.supervisor.restart import Backoff
 
 def settings(platform: str, tmp_path: Path, **extra: str) -> Settings:
     return Settings(P419_PLATFORM=platform, P419_DATA_DIR=str(tmp_path), **extra)  # type: ignore[arg-type]
+
+
+def plan_for(
+    platform: str,
+    tmp_path: Path,
+    options: UpOptions = UpOptions(),
+    *,
+    mode: str = "auto",
+    redis_binary: str | None = "redis-server",
+    python: str = "py",
+    supervisor_pid: int = 1,
+) -> Plan:
+    """The plan for a local Redis that is not running yet (started when a binary is given)."""
+    broker = choose_broker(
+        mode,  # type: ignore[arg-type]
+        url="redis://127.0.0.1:6379/0",
+        answers=False,
+        redis_binary=redis_binary,
+        platform=platform,  # type: ignore[arg-type]
+    )
+    return build_plan(
+        settings(platform, tmp_path),
+        options,
+        python=python,
+        broker=broker,
+        redis_binary=redis_binary,
+        supervisor_pid=supervisor_pid,
+    )
 
 
 def test_broker_choice() -> None:
@@ -48,15 +76,12 @@ def test_broker_choice() -> None:
 
 
 def test_windows_plan(tmp_path: Path) -> None:
-    broker = choose_broker(
-        "auto", url="redis://127.0.0.1:6379/0", answers=False, redis_binary="memurai.exe", platform="windows"
-    )
-    plan = build_plan(
-        settings("windows", tmp_path),
+    plan = plan_for(
+        "windows",
+        tmp_path,
         UpOptions(workers=3, pool="prefork", concurrency=4),
-        python="C:\\py\\python.exe",
-        broker=broker,
         redis_binary="memurai.exe",
+        python="C:\\py\\python.exe",
         supervisor_pid=99,
     )
     assert [c.name for c in plan.children] == ["redis", "api", "worker1", "worker2", "worker3"]
@@ -78,16 +103,8 @@ def test_windows_plan(tmp_path: Path) -> None:
 
 
 def test_linux_plan_embedded_and_concurrency(tmp_path: Path) -> None:
-    broker = choose_broker(
-        "embedded", url="redis://127.0.0.1:6379/0", answers=False, redis_binary=None, platform="linux"
-    )
-    plan = build_plan(
-        settings("linux", tmp_path),
-        UpOptions(workers=2, pool="prefork", concurrency=3, reload=True),
-        python="python",
-        broker=broker,
-        redis_binary=None,
-        supervisor_pid=1,
+    plan = plan_for(
+        "linux", tmp_path, UpOptions(workers=2, pool="prefork", concurrency=3, reload=True), mode="embedded"
     )
     assert [c.kind for c in plan.children] == ["api", "worker", "worker"]
     assert plan.env["P419_BROKER"] == "embedded" and "REDIS_URL" not in plan.env
@@ -183,17 +200,7 @@ class World:
         return spec.name not in self.unready
 
     def manager(self, tmp_path: Path, **kw: object) -> Manager:
-        broker = choose_broker(
-            "auto", url="redis://127.0.0.1:1/0", answers=False, redis_binary="r", platform="linux"
-        )
-        plan = build_plan(
-            settings("linux", tmp_path),
-            UpOptions(workers=2),
-            python="py",
-            broker=broker,
-            redis_binary="r",
-            supervisor_pid=1,
-        )
+        plan = plan_for("linux", tmp_path, UpOptions(workers=2))
         return Manager(
             plan, self.factory, self.probe, self.events.append, clock=self.clock, sleep=self.clock.sleep, **kw
         )  # type: ignore[arg-type]
@@ -398,54 +405,19 @@ def test_describe_covers_every_event() -> None:
 
 
 def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
-    broker = choose_broker(
-        "auto", url="redis://127.0.0.1:6379/0", answers=False, redis_binary="redis-server", platform="macos"
-    )
-    plan = build_plan(
-        settings("macos", tmp_path),
-        UpOptions(),
-        python="py",
-        broker=broker,
-        redis_binary="redis-server",
-        supervisor_pid=1,
-    )
+    plan = plan_for("macos", tmp_path)
     assert plan.orphan_guard == "watchdog"
     assert plan.by_kind("redis")[0].argv[:4] == ["py", "-m", "python419.supervisor.guard", "redis-server"]
-    linux = build_plan(
-        settings("linux", tmp_path),
-        UpOptions(),
-        python="py",
-        broker=broker,
-        redis_binary="redis-server",
-        supervisor_pid=1,
-    )
-    assert linux.by_kind("redis")[0].argv[0] == "redis-server"
+    assert plan_for("linux", tmp_path).by_kind("redis")[0].argv[0] == "redis-server"
 
 
 def test_no_reload_under_up_on_windows(tmp_path: Path) -> None:
-    broker = choose_broker(
-        "embedded", url="redis://127.0.0.1:6379/0", answers=False, redis_binary=None, platform="windows"
-    )
-    windows = build_plan(
-        settings("windows", tmp_path),
-        UpOptions(reload=True),
-        python="py",
-        broker=broker,
-        redis_binary=None,
-        supervisor_pid=1,
-    )
+    windows = plan_for("windows", tmp_path, UpOptions(reload=True), mode="embedded")
     assert "--reload" not in windows.by_kind("api")[0].argv
     assert windows.reload_warning and "CTRL_C_EVENT" in windows.reload_warning
     assert windows.env["PYTHONIOENCODING"] == "utf-8"
     assert any("--reload is not available" in line for line in plan_lines(windows, "windows"))
-    linux = build_plan(
-        settings("linux", tmp_path),
-        UpOptions(reload=True),
-        python="py",
-        broker=broker,
-        redis_binary=None,
-        supervisor_pid=1,
-    )
+    linux = plan_for("linux", tmp_path, UpOptions(reload=True), mode="embedded")
     assert "--reload" in linux.by_kind("api")[0].argv and linux.reload_warning is None
 
 

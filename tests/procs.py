@@ -133,7 +133,7 @@ class Stack:
     def start_worker(self, hostname: str = "w1@%h", pool: str = "solo") -> Proc:
         ready = self.logdir / f"{hostname.split('@')[0]}.ready"
         ready.unlink(missing_ok=True)
-        env = {**self.env, "P419_READY_FILE": str(ready)}
+        env = {**self.env, "P419_STACK_READY_FILE": str(ready)}
         argv = [sys.executable, "-m", "python419", "worker", "--pool", pool, "--hostname", hostname]
         proc = spawn(hostname.split("@")[0], argv, env, self.logdir, cwd=self.logdir)
         self.procs.append(proc)

@@ -30,7 +30,8 @@ def test_worker_dry_run_on_windows_shows_solo(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert "pool=solo" in done.stdout and "fork()" in done.stdout
     command = done.stdout.strip().splitlines()[-1]
-    assert "-m celery -A python419.tasks.celery_app worker --pool=solo" in command
+    # the same command `p419 up` runs for a worker: the plain celery command line behind the launcher
+    assert "-m python419.launch celery -A python419.tasks.celery_app worker --pool=solo" in command
     assert "prefork" not in command
     assert "not reliable on Windows" in done.stderr and "p419 up --workers N" in done.stderr
 

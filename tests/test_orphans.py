@@ -8,6 +8,7 @@ import textwrap
 
 import psutil
 
+from tests.plans import plan_for
 from tests.procs import wait_until
 
 
@@ -46,7 +47,7 @@ def test_guard_forwards_sigterm() -> None:
     assert guard.wait(10) == 128 + 15  # sleep died of the forwarded SIGTERM; the guard says so
 
 
-def test_a_child_the_job_refuses_is_not_left_running() -> None:
+def test_a_child_the_job_refuses_is_not_left_running(tmp_path) -> None:
     import os
 
     from python419.supervisor.plan import ChildSpec
@@ -59,7 +60,9 @@ def test_a_child_the_job_refuses_is_not_left_running() -> None:
             started.append(handle)
             raise OSError("AssignProcessToJobObject failed (Windows error 5)")
 
-    factory = ProcessFactory("linux", dict(os.environ), lambda n, line: None, RefusingJob())  # type: ignore[arg-type]
+    factory = ProcessFactory(
+        plan_for("linux", tmp_path), dict(os.environ), lambda n, line: None, RefusingJob()
+    )  # type: ignore[arg-type]
     try:
         factory(ChildSpec("sleeper", "api", ["sleep", "60"]))
     except OSError:
@@ -87,7 +90,8 @@ def test_every_child_is_put_in_the_job_object(tmp_path) -> None:
 
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     job = FakeJob()
-    factory = ProcessFactory("linux", dict(os.environ), lambda n, line: lines.put((n, line)), job)  # type: ignore[arg-type]
+    plan = plan_for("linux", tmp_path)
+    factory = ProcessFactory(plan, dict(os.environ), lambda n, line: lines.put((n, line)), job)  # type: ignore[arg-type]
     child = factory(ChildSpec("echo", "api", [sys.executable, "-c", "print('hello from the child')"]))
     assert job.assigned == [child.pid]
     assert lines.get(timeout=10) == ("echo", "hello from the child")

@@ -24,7 +24,7 @@ def test_defaults() -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
     assert s.telegram_api_url == "https://api.telegram.org"
-    assert s.token is None and s.broker == "redis"
+    assert s.token is None and s.broker == "auto" and s.broker_mode == "auto"
 
 
 def test_redis_host_and_port_build_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,11 +87,34 @@ def test_a_bad_token_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_safe_url_hides_passwords() -> None:
-    assert safe_url("redis://:hunter2@host:6379/0") == "redis://:***@host:6379/0"
-    assert safe_url("redis://user:hunter2@host/0") == "redis://user:***@host/0"
+    assert safe_url("redis://:hunter2@host:6379/0") == "redis://:**@host:6379/0"  # kombu's sanitizer
+    assert safe_url("redis://user:hunter2@host/0") == "redis://user:**@host/0"
     assert safe_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert (
+        safe_url("redis://:hunter2@host:99999999/0") == "redis://***@host:99999999/0"
+    )  # malformed: no raise
 
 
-def test_embedded_broker_settings() -> None:
+def test_broker_setting_and_data_dir_layout() -> None:
     s = Settings(P419_BROKER="embedded", P419_DATA_DIR="d")  # type: ignore[call-arg]
-    assert s.broker_url == "filesystem://" and s.embedded_dir == Path("d") / "broker"
+    assert s.broker_mode == "embedded" and s.data_dir == Path("d").resolve()
+    assert s.embedded_dir == s.data_dir / "broker" and s.run_dir == s.data_dir / "run"
+    url = Settings(P419_BROKER="redis://:pw@10.0.0.5:6380/2")  # type: ignore[call-arg]
+    assert url.broker_mode == "redis" and url.broker_redis_url == "redis://:pw@10.0.0.5:6380/2"
+
+
+def test_importing_makes_no_app_and_reads_no_settings(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import celery._state as s, python419.tasks, python419.tasks.celery_app as m, python419.settings as st;"
+        "assert s.default_app is None, 'an app was made at import';"
+        "assert st.get_settings.cache_info().currsize == 0, 'settings were read at import';"
+        "import os; assert not os.path.exists('.p419'), 'a folder was made at import';"
+        "print(m.get_app().main)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "python419", done.stderr

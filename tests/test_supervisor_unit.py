@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from python419.platforms import CREATE_NEW_PROCESS_GROUP
-from python419.settings import Settings
+from python419.project import Flags
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager
 from python419.supervisor.orphans import (
@@ -18,103 +17,10 @@ from python419.supervisor.orphans import (
     JobObject,
     parent_gone,
 )
-from python419.supervisor.plan import ChildSpec, Plan, PlanError, UpOptions, build_plan, choose_broker
-from python419.supervisor.printer import Printer, describe, plan_lines
+from python419.supervisor.plan import ChildSpec
+from python419.supervisor.printer import Printer, describe
 from python419.supervisor.restart import Backoff
-
-# --- plan -------------------------------------------------------------------------------------
-
-
-def settings(platform: str, tmp_path: Path, **extra: str) -> Settings:
-    return Settings(P419_PLATFORM=platform, P419_DATA_DIR=str(tmp_path), **extra)  # type: ignore[arg-type]
-
-
-def plan_for(
-    platform: str,
-    tmp_path: Path,
-    options: UpOptions = UpOptions(),
-    *,
-    mode: str = "auto",
-    redis_binary: str | None = "redis-server",
-    python: str = "py",
-    supervisor_pid: int = 1,
-) -> Plan:
-    """The plan for a local Redis that is not running yet (started when a binary is given)."""
-    broker = choose_broker(
-        mode,  # type: ignore[arg-type]
-        url="redis://127.0.0.1:6379/0",
-        answers=False,
-        redis_binary=redis_binary,
-        platform=platform,  # type: ignore[arg-type]
-    )
-    return build_plan(
-        settings(platform, tmp_path),
-        options,
-        python=python,
-        broker=broker,
-        redis_binary=redis_binary,
-        supervisor_pid=supervisor_pid,
-    )
-
-
-def test_broker_choice() -> None:
-    url = "redis://127.0.0.1:6379/0"
-    pick = lambda mode, **kw: choose_broker(mode, url=kw.pop("url", url), platform="linux", **kw)  # noqa: E731
-    assert pick("auto", answers=True, redis_binary=None).kind == "reuse-redis"
-    assert pick("auto", answers=False, redis_binary="/usr/bin/redis-server").kind == "start-redis"
-    fallback = pick("auto", answers=False, redis_binary=None)
-    assert (
-        fallback.kind == "embedded" and fallback.loud and "apt-get install redis-server" in fallback.message
-    )
-    assert pick("embedded", answers=True, redis_binary="x").kind == "embedded"
-    assert (
-        pick("auto", url="redis://cache.internal:6379/0", answers=False, redis_binary="x").kind
-        == "remote-redis"
-    )
-    with pytest.raises(PlanError, match="no Redis server found"):
-        pick("redis", answers=False, redis_binary=None)
-
-
-def test_windows_plan(tmp_path: Path) -> None:
-    plan = plan_for(
-        "windows",
-        tmp_path,
-        UpOptions(workers=3, pool="prefork", concurrency=4),
-        redis_binary="memurai.exe",
-        python="C:\\py\\python.exe",
-        supervisor_pid=99,
-    )
-    assert [c.name for c in plan.children] == ["redis", "api", "worker1", "worker2", "worker3"]
-    for n, worker in enumerate(plan.by_kind("worker"), start=1):
-        assert "--pool=solo" in worker.argv and f"--hostname=worker{n}@%h" in worker.argv
-        assert not any("prefork" in a or "concurrency" in a for a in worker.argv)
-        assert worker.env["P419_READY_FILE"].endswith(f"worker{n}.ready")
-    assert plan.creation_flags == CREATE_NEW_PROCESS_GROUP
-    assert plan.stop == "ctrl-break" and plan.orphan_guard == "job-object"
-    assert plan.pool_warning and "WinError" in plan.pool_warning
-    redis_argv = plan.by_kind("redis")[0].argv
-    assert redis_argv[:5] == ["memurai.exe", "--port", "6379", "--bind", "127.0.0.1"]
-    assert "--appendonly" in redis_argv and redis_argv[redis_argv.index("--dir") + 1] == str(
-        tmp_path.resolve() / "redis"
-    )
-    assert plan.env["P419_BROKER"] == "redis" and plan.env["P419_SUPERVISOR_PID"] == "99"
-    text = "\n".join(plan_lines(plan, "windows"))
-    assert "--pool=solo" in text and "ctrl-break" in text and "0x200" in text
-
-
-def test_linux_plan_embedded_and_concurrency(tmp_path: Path) -> None:
-    plan = plan_for(
-        "linux", tmp_path, UpOptions(workers=2, pool="prefork", concurrency=3, reload=True), mode="embedded"
-    )
-    assert [c.kind for c in plan.children] == ["api", "worker", "worker"]
-    assert plan.env["P419_BROKER"] == "embedded" and "REDIS_URL" not in plan.env
-    assert "--reload" in plan.by_kind("api")[0].argv
-    assert (
-        "--concurrency=3" in plan.by_kind("worker")[0].argv
-        and "--pool=prefork" in plan.by_kind("worker")[0].argv
-    )
-    assert plan.creation_flags == 0 and plan.stop == "signal" and plan.orphan_guard == "pdeathsig"
-
+from tests.plans import plan_for
 
 # --- backoff ----------------------------------------------------------------------------------
 
@@ -200,7 +106,7 @@ class World:
         return spec.name not in self.unready
 
     def manager(self, tmp_path: Path, **kw: object) -> Manager:
-        plan = plan_for("linux", tmp_path, UpOptions(workers=2))
+        plan = plan_for("linux", tmp_path, Flags(workers=2))
         return Manager(
             plan, self.factory, self.probe, self.events.append, clock=self.clock, sleep=self.clock.sleep, **kw
         )  # type: ignore[arg-type]
@@ -402,23 +308,6 @@ def test_describe_covers_every_event() -> None:
         ev.Note("hello"),
     ]
     assert all(describe(e)[0] for e in samples)
-
-
-def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
-    plan = plan_for("macos", tmp_path)
-    assert plan.orphan_guard == "watchdog"
-    assert plan.by_kind("redis")[0].argv[:4] == ["py", "-m", "python419.supervisor.guard", "redis-server"]
-    assert plan_for("linux", tmp_path).by_kind("redis")[0].argv[0] == "redis-server"
-
-
-def test_no_reload_under_up_on_windows(tmp_path: Path) -> None:
-    windows = plan_for("windows", tmp_path, UpOptions(reload=True), mode="embedded")
-    assert "--reload" not in windows.by_kind("api")[0].argv
-    assert windows.reload_warning and "CTRL_C_EVENT" in windows.reload_warning
-    assert windows.env["PYTHONIOENCODING"] == "utf-8"
-    assert any("--reload is not available" in line for line in plan_lines(windows, "windows"))
-    linux = plan_for("linux", tmp_path, UpOptions(reload=True), mode="embedded")
-    assert "--reload" in linux.by_kind("api")[0].argv and linux.reload_warning is None
 
 
 def test_state_file_survives_a_failed_write(tmp_path: Path) -> None:

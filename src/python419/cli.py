@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from enum import Enum
 
@@ -10,11 +9,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from python419.platforms import celery_worker_command, choose_pool, detect_platform, worker_args
-from python419.settings import Settings, SettingsError, get_settings, safe_url
+from python419.project import Flags, Project, ProjectError, load_project, preflight, project_settings
+from python419.settings import Settings, SettingsError
 
 app = typer.Typer(
-    help="Launch, supervise and diagnose the python419 FastAPI + Celery + Redis stack (Windows-aware).",
+    help="Launch, supervise and diagnose a FastAPI + Celery + Redis stack: your project, or the bundled "
+    "products app (Windows-aware).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -49,46 +49,50 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def settings() -> Settings:
+def current(flags: Flags | None = None) -> tuple[Project, Settings]:
+    """The project this command works on and its settings; bad configuration is one line and exit 2."""
     try:
-        return get_settings()
-    except SettingsError as exc:
+        project = load_project(flags)
+        return project, project_settings(project)
+    except (ProjectError, SettingsError) as exc:
         raise fail(str(exc), 2) from None
 
 
-def follow_running_stack() -> Settings:
-    """In a second terminal, talk to the broker the running `p419 up` chose (it may be the embedded one)."""
-    import os
-
-    from python419.supervisor.state import read_state
-
-    config = settings()
-    state = read_state(config.data_dir.resolve() / "run")
-    if state and "P419_BROKER" not in os.environ and state.get("broker") != config.broker:
-        os.environ["P419_BROKER"] = str(state["broker"])
-        get_settings.cache_clear()
-        config = settings()
-    return config
+def project_options(
+    app_dir: str | None, api: str | None, api_command: str | None, celery: str | None
+) -> Flags:
+    return Flags(app_dir=app_dir, api=api, api_command=api_command, celery=celery)
 
 
-@app.callback()
-def _main(ctx: typer.Context) -> None:
-    # Bad configuration: one clear line and exit 2 before any verb runs; except for the doctor, which
-    # reports invalid settings as its env.values check, next to everything else it finds.
-    if ctx.invoked_subcommand != "doctor":
-        settings()
+APP_DIR = typer.Option(None, "--app-dir", help="Working directory of the children and import root.")
+API = typer.Option(
+    None, "--api", metavar="MODULE:ATTR", help="ASGI app to serve with uvicorn, e.g. main:app."
+)
+API_COMMAND = typer.Option(None, "--api-command", help="Any other API server command (instead of --api).")
+CELERY = typer.Option(None, "--celery", metavar="MODULE[:ATTR]", help="Celery app, as for celery -A.")
 
 
 @app.command()
 def worker(
     pool: PoolName | None = typer.Option(None, help="Celery pool; forced to solo on Windows."),
     concurrency: int | None = typer.Option(None, min=1, max=256, help="Processes/threads (not for solo)."),
+    queues: str | None = typer.Option(None, "-Q", "--queues", help="Queues to consume, comma-separated."),
     loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
     hostname: str | None = typer.Option(None, help="Node name, e.g. worker1@%h."),
+    app_dir: str | None = APP_DIR,
+    celery: str | None = CELERY,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the command that would run, then exit."),
 ) -> None:
-    """Start a Celery worker with the right pool for this OS."""
-    config = settings()
+    """Start one Celery worker of the project with the right pool for this OS, on the running stack's broker."""
+    import os
+
+    from python419 import launch, stackenv
+    from python419.broker import runtime_target
+    from python419.platforms import choose_pool
+    from python419.supervisor.plan import worker_command
+    from python419.supervisor.state import running_broker
+
+    project, config = current(Flags(app_dir=app_dir, celery=celery))
     choice = choose_pool(config.platform, pool.value if pool else None)
     if choice.warning:
         err.print(f"[yellow]warning:[/] {escape(choice.warning)}", soft_wrap=True)
@@ -98,31 +102,24 @@ def worker(
             "time); for concurrency run several workers: p419 up --workers N",
             soft_wrap=True,
         )
-    args = worker_args(choice.pool, concurrency=concurrency, loglevel=loglevel.value, hostname=hostname)
-    out.print(
-        f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})",
-        soft_wrap=True,
-        markup=False,
+    group_queues = tuple(q for q in (queues or "").split(",") if q) or project.workers[0].queues
+    per_process = 1 if choice.pool == "solo" else (concurrency or 0)
+    argv = worker_command(
+        sys.executable, project.celery, choice.pool, per_process, group_queues, loglevel.value, hostname
     )
-    out.print(f"p419 worker: broker {safe_url(config.broker_url)}", soft_wrap=True, markup=False)
+    target = runtime_target(config, os.environ, running_broker(config.run_dir))
+    say = lambda text: out.print(text, soft_wrap=True, markup=False)  # noqa: E731
+    say(f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})")
+    say(f"p419 worker: broker {target.safe}; app {project.celery} in {project.app_dir}")
     if dry_run:
-        out.print(shlex.join(celery_worker_command(sys.executable, args)), soft_wrap=True, markup=False)
+        from python419.supervisor.plan import command_line
+
+        say(command_line(argv, config.platform))
         return
-    from python419.supervisor.orphans import start_watchdog_from_env
-    from python419.tasks import celery_app
-
-    start_watchdog_from_env(detect_platform())  # only under `p419 up`
-    _warm_shutdown_on_ctrl_break()
-    celery_app.worker_main(["worker", *args])
-
-
-def _warm_shutdown_on_ctrl_break() -> None:
-    """Windows: `p419 up` stops a worker with CTRL_BREAK_EVENT; make that Celery's warm shutdown."""
-    import signal
-
-    if hasattr(signal, "SIGBREAK"):
-        # Re-raised as SIGTERM, Celery's own handler does the rest (its message, worker_shutting_down).
-        signal.signal(signal.SIGBREAK, lambda *_: signal.raise_signal(signal.SIGTERM))
+    os.environ.update(target.child_env())
+    os.environ[stackenv.CELERY_APP] = project.celery
+    os.chdir(project.app_dir)
+    launch.main(argv[3:])  # the same launcher `p419 up` runs, in this process
 
 
 @app.command()
@@ -136,9 +133,8 @@ def send(
     """Fire a notification by hand and show what happened."""
     from python419 import sending
 
-    outcome = sending.send(
-        follow_running_stack(), name, product_id, timeout=timeout, wait=not no_wait, direct=direct
-    )
+    _, config = current()
+    outcome = sending.send(config, name, product_id, timeout=timeout, wait=not no_wait, direct=direct)
     (out if outcome.ok else err).print(outcome.line, soft_wrap=True, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
 
@@ -147,28 +143,40 @@ def send(
 def api(
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
 ) -> None:
-    """Serve the products API with uvicorn on P419_API_HOST:P419_API_PORT."""
+    """Serve the project's API (or the bundled products API) with uvicorn on P419_API_HOST:P419_API_PORT."""
+    import os
+
     import uvicorn
 
-    from python419.supervisor.orphans import start_watchdog_from_env
-
-    start_watchdog_from_env(detect_platform())  # only under `p419 up`
-    config = settings()
-    uvicorn.run("python419.api:app", host=config.api_host, port=config.api_port, reload=reload)
+    project, config = current()
+    if not project.api:
+        raise fail("this project runs its API with api_command; run that command instead", 2)
+    os.chdir(project.app_dir)
+    uvicorn.run(project.api, host=config.api_host, port=config.api_port, reload=reload, app_dir=".")
 
 
 @app.command()
 def up(
-    workers: int = typer.Option(
-        1, min=1, max=32, help="Worker processes (each its own node: worker1@%h, ...)."
+    workers: int | None = typer.Option(
+        None, min=1, max=64, help="Worker processes per group (each its own node: worker1@%h, ...)."
     ),
     pool: PoolName | None = typer.Option(None, help="Celery pool; forced to solo on Windows."),
     concurrency: int | None = typer.Option(
-        None, min=1, max=256, help="Per-worker concurrency (not for solo)."
+        None, min=1, max=256, help="Per-worker concurrency (on Windows: that many solo processes)."
+    ),
+    queues: str | None = typer.Option(
+        None, "-Q", "--queues", help="Queues the workers consume, comma-separated."
     ),
     loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
-    reload: bool = typer.Option(False, "--reload", help="Restart the API on code changes."),
-    broker: BrokerChoice = typer.Option(BrokerChoice.auto, help="redis, embedded (no server), or auto."),
+    reload: bool | None = typer.Option(None, "--reload/--no-reload", help="Restart the API on code changes."),
+    broker: str | None = typer.Option(
+        None, help="auto (default), redis, embedded (no server), or a redis:// URL."
+    ),
+    app_dir: str | None = APP_DIR,
+    api: str | None = API,
+    api_command: str | None = API_COMMAND,
+    celery: str | None = CELERY,
+    ready_path: str | None = typer.Option(None, help="Path the API must answer (< 500) to be ready."),
     grace: float = typer.Option(
         10.0, min=0, max=600, help="Seconds children get to stop before being killed."
     ),
@@ -177,20 +185,31 @@ def up(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (argv, environment) and exit."),
 ) -> None:
-    """Start Redis (if needed), the API and the workers; gate on readiness; restart crashes; Ctrl+C stops all."""
+    """Start Redis (if needed), the API and the workers of your project (or the bundled app); gate on
+    readiness; restart crashes; Ctrl+C stops all."""
     from python419.supervisor.plan import UpOptions
     from python419.supervisor.run import UpError, make_plan, run
 
-    options = UpOptions(
+    flags = Flags(
+        app_dir=app_dir,
+        api=api,
+        api_command=api_command,
+        celery=celery,
+        ready_path=ready_path,
+        broker=broker,
         workers=workers,
         pool=pool.value if pool else None,
         concurrency=concurrency,
-        loglevel=loglevel.value,
+        queues=tuple(q for q in queues.split(",") if q) if queues else None,
         reload=reload,
-        broker=broker.value,
     )
+    project, config = current(flags)
     try:
-        plan = make_plan(settings(), options)
+        preflight(project)
+    except ProjectError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        plan = make_plan(project, config, UpOptions(loglevel=loglevel.value), dry_run=dry_run)
         if dry_run:
             from python419.supervisor.run import dry_run as show
 
@@ -203,6 +222,28 @@ def up(
 
 
 @app.command()
+def init(
+    force: bool = typer.Option(False, "--force", help="Replace an existing p419 configuration."),
+) -> None:
+    """Write the p419 configuration of the project in this folder from its docker-compose.yml or Procfile."""
+    from pathlib import Path
+
+    from python419.project_init import init_project
+
+    try:
+        source, written, found = init_project(Path.cwd(), force=force)
+    except ProjectError as exc:
+        raise fail(str(exc), 2) from None
+    say = lambda text: out.print(text, soft_wrap=True, markup=False)  # noqa: E731
+    say(f"read {source.name}:")
+    for line in found.lines:
+        say(f"  {line}")
+    for line in found.left:
+        say(f"  left to you: {line}")
+    say(f"wrote {written.name}; next: p419 up (p419 up --dry-run shows what it runs)")
+
+
+@app.command()
 def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show the children of a running `p419 up`: pid, state, uptime, restarts, CPU, memory."""
     import json
@@ -210,7 +251,8 @@ def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")
     from python419.supervisor.control import status_document, status_table
     from python419.supervisor.state import read_state
 
-    state = read_state(settings().data_dir.resolve() / "run")
+    _, config = current()
+    state = read_state(config.run_dir)
     if state is None:
         if json_output:
             print(json.dumps({"running": False}))
@@ -228,7 +270,8 @@ def down(timeout: float = typer.Option(30.0, min=0, help="Seconds to wait for th
     from python419.supervisor.control import stop_and_wait
     from python419.supervisor.state import read_state
 
-    run_dir = settings().data_dir.resolve() / "run"
+    _, config = current()
+    run_dir = config.run_dir
     state = read_state(run_dir)
     if state is None:
         raise fail("p419 up is not running", 1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from python419.broker import broker_ping
 from python419.platforms import redis_install_hint
-from python419.settings import Settings, safe_url
+from python419.settings import Settings
 from python419.telegram import TelegramError
 
 
@@ -36,13 +36,17 @@ def send(
             return _describe(deliver(settings, name, product_id), time.perf_counter() - started)
         except TelegramError as exc:
             return SendOutcome(False, f"failed: {exc}")
+    from python419.tasks.celery_app import get_app, get_target
+
+    target = get_target()  # a running stack's broker, else the settings'
     try:
-        broker_ping(settings, timeout=min(timeout, 2.0))
+        broker_ping(target, timeout=min(timeout, 2.0))
     except Exception as exc:
         hint = "start Redis (redis-server) or run `p419 up`"
-        if settings.broker == "redis" and "refused" in str(exc).lower():
+        if target.kind == "redis" and "refused" in str(exc).lower():
             hint += f"; no Redis installed? {redis_install_hint(settings.platform)}"
-        return SendOutcome(False, f"broker unreachable at {safe_url(settings.broker_url)} ({exc}); {hint}")
+        return SendOutcome(False, f"broker unreachable at {target.safe} ({exc}); {hint}")
+    get_app()  # the task below is a shared task: it goes through this process's app
 
     from python419.tasks.notifications import send_tg_notification
 

@@ -1,23 +1,27 @@
-"""Configuration from the environment and a `.env` file (pydantic-settings).
+"""The user's settings: from the environment and env files (pydantic-settings), read lazily.
 
-Every process of the stack (CLI, API, workers) reads the same settings, so they always agree on the broker,
-the data dir and the Telegram endpoint. `p419 up` passes its choices to children through the environment.
+Nothing here runs at import: `get_settings()` reads them on first use. Every process of the stack (CLI, API,
+workers) reads the same settings, so they agree on the data dir and the Telegram endpoint; what `p419 up`
+decides for its children travels in its own namespace (`python419.stackenv`), never through these names.
 """
 
 from __future__ import annotations
 
 import functools
-import re
+import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from python419.addresses import safe_url
 from python419.platforms import Platform, detect_platform
 
-BrokerKind = Literal["redis", "embedded"]
+BrokerMode = Literal["auto", "redis", "embedded"]
+BROKER_MODES: tuple[str, ...] = ("auto", "redis", "embedded")
 
 
 class Settings(BaseSettings):
@@ -40,7 +44,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535, validation_alias="P419_API_PORT")
     data_dir: Path = Field(default=Path(".p419"), validation_alias="P419_DATA_DIR")
     platform: Platform = Field(default_factory=detect_platform, validation_alias="P419_PLATFORM")
-    broker: BrokerKind = Field(default="redis", validation_alias="P419_BROKER")
+    # auto | redis | embedded | a redis:// URL; what `p419 up` runs. The same as `broker` in the project
+    # config and `--broker` on the command line.
+    broker: str = Field(default="auto", validation_alias="P419_BROKER")
 
     # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
     retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
@@ -70,6 +76,11 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://api.telegram.org")
         return value.rstrip("/")
 
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        return check_broker(value)
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
@@ -95,14 +106,40 @@ class Settings(BaseSettings):
             self.redis_url = f"redis://{self.redis_host}:{self.redis_port}/0"
         return self
 
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        # Resolved once, here: every child gets the same absolute folder whatever its working directory.
+        self.data_dir = Path(os.path.abspath(self.data_dir))
+        return self
+
     @property
-    def broker_url(self) -> str:
-        """The Celery broker URL: Redis, or kombu's filesystem transport under the data dir."""
-        return "filesystem://" if self.broker == "embedded" else str(self.redis_url)
+    def broker_mode(self) -> BrokerMode:
+        """auto/redis/embedded; a URL in P419_BROKER means redis at that URL."""
+        return self.broker if self.broker in BROKER_MODES else "redis"  # type: ignore[return-value]
+
+    @property
+    def broker_redis_url(self) -> str:
+        """The Redis the stack uses: P419_BROKER when it is a URL, else REDIS_URL."""
+        return self.broker if self.broker not in BROKER_MODES else str(self.redis_url)
+
+    # --- the data-dir layout: the one place that names these folders ---------------------------------
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "p419.db"
+
+    @property
+    def run_dir(self) -> Path:
+        """The running stack's state, lock, ready and stop files."""
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"
 
     @property
     def embedded_dir(self) -> Path:
@@ -127,18 +164,14 @@ def check_redis_url(url: str) -> None:
         raise ValueError("port must be 1..65535")
 
 
-def safe_url(url: str) -> str:
-    """A broker URL fit for messages: any password replaced. Never raises, even on a malformed URL."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return re.sub(r"://[^@/]*@", "://***@", url)
-    if password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return parts._replace(netloc=f"{user}***@{netloc}").geturl()
+def check_broker(value: str) -> str:
+    value = value.strip()
+    if value.lower() in BROKER_MODES:
+        return value.lower()
+    if "://" not in value:
+        raise ValueError("must be auto, redis, embedded or a redis:// URL")
+    check_redis_url(value)
+    return value
 
 
 # Map field names back to the variable a user sets, for error messages.
@@ -149,38 +182,58 @@ ENV_NAMES = {
 }
 
 
+# Rules across settings name their variables in the message; the checker that raises them lists them here.
+CROSS_FIELD_NAMES = ("P419_LEASE_SECONDS", "TELEGRAM_TIMEOUT")
+SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN"})
+URL_NAMES = frozenset({"REDIS_URL", "P419_BROKER"})
+
+
 class SettingsError(Exception):
-    """Invalid configuration, as one human line per problem (never includes secret values)."""
+    """Invalid configuration, as one human line per problem (never includes secret values).
+
+    `names` are the variables at fault, for whoever reports them (the doctor's env.values check)."""
+
+    def __init__(self, message: str, names: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    lines = []
+def settings_error(error: ValidationError) -> SettingsError:
+    lines: list[str] = []
+    names: list[str] = []
     for item in error.errors():
         loc = item.get("loc") or ()
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
         if not loc:  # a rule across settings; the message names them
             lines.append(f"invalid settings: {message}")
+            names.extend(n for n in CROSS_FIELD_NAMES if n in message)
             continue
         name = ENV_NAMES.get(str(loc[0]), str(loc[0]))
-        if name == "TELEGRAM_BOT_TOKEN":
+        names.append(name)
+        if name in SECRET_NAMES:
             lines.append(f"invalid setting {name}: {message}")
         else:
             value = item.get("input")
-            if name == "REDIS_URL" and isinstance(value, str):
+            if name in URL_NAMES and isinstance(value, str):
                 value = safe_url(value)  # a malformed URL may still carry a password
             lines.append(f"invalid setting {name}={value!r}: {message}")
-    return "; ".join(lines)
+    return SettingsError("; ".join(lines), names)
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings now (no cache). Raises SettingsError with a readable message."""
+def load_settings(env_files: Sequence[Path] | None = None, **overrides: Any) -> Settings:
+    """Read settings now (no cache). `env_files`: read in order, later ones win; the environment wins over
+    all of them. Raises SettingsError with a readable message."""
+    files = tuple(env_files) if env_files is not None else (Path(".env"),)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=files, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
+        raise settings_error(exc) from None
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
+    """The process-wide settings, read on first use. A child of `p419 up` reads the env files the stack
+    names (P419_STACK_ENV_FILES); anything else reads .env in the working directory."""
+    from python419.stackenv import stack_env_files
+
+    return load_settings(stack_env_files(os.environ))

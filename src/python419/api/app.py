@@ -12,7 +12,7 @@ from python419.api.limits import BodySizeLimit
 from python419.api.schemas import NotificationOut, ProductCreated, ProductIn, ProductOut
 from python419.settings import get_settings
 from python419.store import Store, open_store
-from python419.tasks import celery_app
+from python419.tasks.celery_app import get_app
 from python419.tasks.outbox import enqueue
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids would overflow, not 404
@@ -20,6 +20,7 @@ MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids would overflow, not 404
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    celery_app = get_app()  # this process's Celery app: the outbox publishes through it
     app = FastAPI(title="python419", version=__version__)
     app.add_middleware(BodySizeLimit)
 

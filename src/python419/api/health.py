@@ -8,6 +8,7 @@ from typing import Any
 from python419.broker import broker_ping, live_workers
 from python419.settings import Settings
 from python419.store import Store
+from python419.tasks.celery_app import get_target
 
 
 def _timed(check: Any) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def health(
     makes the status `degraded` (notifications wait in the outbox) rather than 503."""
     # The path shows at a glance whether the API and the workers share one database (same P419_DATA_DIR).
     database = {**_timed(store.ping), "path": str(store.path.resolve())}
-    broker = _timed(lambda: broker_ping(settings))
+    broker = _timed(lambda: broker_ping(get_target()))
     if not ping_workers:
         # A quick readiness probe: is this API able to take products? (used by `p419 up`)
         ok = database["ok"] and broker["ok"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import typer
 
-from python419.doctor.app_spec import DEFAULT_APP
-
 
 def doctor(
     json_output: bool = typer.Option(
@@ -16,8 +14,11 @@ def doctor(
         "--json",
         help="Print one JSON document (a list of {id, status, detail, fix}) and nothing else.",
     ),
-    app: str = typer.Option(
-        DEFAULT_APP, "--app", metavar="MODULE[:ATTR]", help="The Celery app to check, as for `celery -A`."
+    app: str | None = typer.Option(
+        None,
+        "--app",
+        metavar="MODULE[:ATTR]",
+        help="The Celery app to check, as for `celery -A` (default: the project's, else the bundled one).",
     ),
 ) -> None:
     """Diagnose the stack: every known failure mode, each with its fix. Exit 1 when a check fails."""
@@ -33,7 +34,7 @@ def doctor(
     from python419.doctor.runner import run_checks
 
     try:
-        spec = parse_app_spec(app)
+        spec = parse_app_spec(app) if app else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--app") from None
     started = time.monotonic()

@@ -10,13 +10,16 @@ from typing import get_args
 
 from dotenv import dotenv_values
 
-from python419.doctor.app_spec import AppSpec
+from python419.broker import BrokerTarget, redis_target, runtime_target
+from python419.doctor.app_spec import DEFAULT_APP, AppSpec, parse_app_spec
 from python419.doctor.lazy import Lazy
 from python419.doctor.probes.app_probe import AppProbe, probe_app
 from python419.doctor.probes.broker_probe import BrokerProbe, probe_broker
 from python419.doctor.redact import Redactor, ours, secrets_in
 from python419.platforms import Platform, detect_platform
-from python419.settings import Settings, SettingsError, load_settings
+from python419.project import Project, ProjectError, load_project, project_settings
+from python419.settings import Settings, SettingsError
+from python419.supervisor.state import running_broker
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,11 @@ class Context:
     env_file: EnvFile
     settings: Settings | None
     settings_error: str | None
+    settings_error_names: tuple[str, ...]
+    project: Project | None
     platform: Platform
     app: AppSpec
+    target: BrokerTarget  # the broker the stack uses: a running `up`'s choice, else the settings'
     broker: Lazy[BrokerProbe]
     app_probe: Lazy[AppProbe]
     redact: Redactor
@@ -51,8 +57,8 @@ class Context:
         return self.settings
 
 
-def read_env_file(cwd: Path) -> EnvFile:
-    path = cwd / ".env"
+def read_env_file(cwd: Path, path: Path | None = None) -> EnvFile:
+    path = path or cwd / ".env"
     if path.is_file():
         return EnvFile(path, True, dict(dotenv_values(path)))
     elsewhere = next((p / ".env" for p in cwd.parents if (p / ".env").is_file()), None)
@@ -66,29 +72,48 @@ def effective_platform(settings: Settings | None, environ: dict[str, str]) -> Pl
     return raw if raw in get_args(Platform) else detect_platform()  # type: ignore[return-value]
 
 
-def build_context(app: AppSpec, cwd: Path | None = None) -> Context:
+def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project | None = None) -> Context:
+    """`app` None: the project's Celery app (or the bundled one). A broken project config or invalid settings
+    are reported by the checks, not raised."""
     cwd = cwd or Path.cwd()
     environ = dict(os.environ)
-    env_file = read_env_file(cwd)
-    settings: Settings | None
+    settings: Settings | None = None
+    names: tuple[str, ...] = ()
+    error: str | None = None
     try:
-        settings, error = load_settings(_env_file=env_file.path), None
+        project = project or load_project(cwd=cwd)
+        settings = project_settings(project)
+    except ProjectError as exc:
+        error = str(exc)
     except SettingsError as exc:
-        settings, error = None, str(exc)
+        error, names = str(exc), exc.names
+    first_env = project.env_files[0] if project and project.env_files else None
+    env_file = read_env_file(cwd, first_env)
+    spec = app or parse_app_spec(project.celery if project else DEFAULT_APP)
+    app_dir = project.app_dir if project else cwd
+    if settings is not None:
+        target = runtime_target(settings, {}, running_broker(settings.run_dir))
+    else:
+        target = redis_target("redis://127.0.0.1:6379/0")
 
     def broker() -> BrokerProbe:
-        assert settings is not None
-        return probe_broker(settings, cwd)
+        return probe_broker(target)
 
+    # The probe imports the app as a worker of the stack would: in its folder, on the stack's broker.
+    paths = [str(app_dir), *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
+    probe_env = {**environ, **target.child_env(), "PYTHONPATH": os.pathsep.join(paths)}
     return Context(
         cwd=cwd,
         environ=environ,
         env_file=env_file,
         settings=settings,
         settings_error=error,
+        settings_error_names=names,
+        project=project,
         platform=effective_platform(settings, environ),
-        app=app,
+        app=spec,
+        target=target,
         broker=Lazy(broker),
-        app_probe=Lazy(lambda: probe_app(app, cwd, environ)),
+        app_probe=Lazy(lambda: probe_app(spec, app_dir, probe_env)),
         redact=Redactor(secrets_in({**ours(environ), **env_file.values})),
     )

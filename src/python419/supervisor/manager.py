@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from python419.launch import CONFIG_EXIT
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_ORDER, ChildSpec, Plan
 from python419.supervisor.process import Child
@@ -61,6 +62,7 @@ class Manager:
         self.states = {spec.name: ChildState(spec) for spec in plan.children}
         self._stop_reason: str | None = None
         self._force = False
+        self._exit_code = 1
         self.stack_ready = False
 
     # --- called from signal handlers -------------------------------------------------------------
@@ -89,7 +91,7 @@ class Manager:
             for state in self.states.values():
                 failure = self._check_exit(state, now)
                 if failure:
-                    return self._shutdown(1, failure)
+                    return self._shutdown(self._exit_code, failure)
                 if state.restart_at is not None and now >= state.restart_at and not self._start(state):
                     return self._shutdown(1, f"{state.spec.name} could not start")
             self._probe_readiness(now, began)
@@ -126,6 +128,11 @@ class Manager:
             return None
         self._drain()  # its last words belong before the exit line
         self.emit(ev.Exited(state.spec.name, code, expected=False))
+        if code == CONFIG_EXIT:
+            # The launcher could not load the app (its line says why): a restart would fail the same way.
+            self.emit(ev.Failed(state.spec.name, "cannot load the app: not restarting it", tuple(state.tail)))
+            self._exit_code = 2
+            return f"{state.spec.name} cannot load the app"
         decision = state.backoff.on_exit(now - state.started_at)
         if decision.give_up:
             reason = f"crashed {decision.failures} times in a row, giving up"

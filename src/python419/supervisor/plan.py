@@ -1,12 +1,20 @@
-"""What `p419 up` will run: a pure function of the settings, the options and what was found on the machine."""
+"""What `p419 up` will run: a pure function of the project, the settings, the options and what was found on
+the machine. The plan is what runs: `--dry-run` prints it, the process layer executes it as it is (argv,
+environment, working directory, creation flags, stop method), and nothing downstream decides again.
+"""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from python419 import stackenv
+from python419.addresses import http_url, is_local_url, is_loopback_host, probe_host, safe_url
+from python419.broker import BrokerTarget, embedded_target, redis_target
 from python419.platforms import (
     Platform,
     Pool,
@@ -14,13 +22,15 @@ from python419.platforms import (
     creation_flags,
     orphan_guard,
     redis_install_hint,
+    starts_new_session,
     stop_method,
+    worker_args,
 )
-from python419.settings import Settings
+from python419.project import Project
+from python419.settings import BrokerMode, Settings
 
-BrokerMode = Literal["auto", "redis", "embedded"]
 Kind = Literal["redis", "api", "worker"]
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ReadyKind = Literal["redis", "http", "tcp", "file"]
 
 # Stop order: workers finish their task first, then the API stops taking products, then the broker goes.
 STOP_ORDER: tuple[Kind, ...] = ("worker", "api", "redis")
@@ -28,12 +38,7 @@ STOP_ORDER: tuple[Kind, ...] = ("worker", "api", "redis")
 
 @dataclass(frozen=True)
 class UpOptions:
-    workers: int = 1
-    pool: Pool | None = None
-    concurrency: int | None = None
     loglevel: str = "info"
-    reload: bool = False
-    broker: BrokerMode = "auto"
 
 
 @dataclass(frozen=True)
@@ -48,57 +53,69 @@ class PlanError(Exception):
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """How the supervisor knows a child is ready, and that the server answering is this child."""
+
+    kind: ReadyKind
+    target: str  # a Redis URL, an http URL, host:port, or a file path
+
+
+@dataclass(frozen=True)
 class ChildSpec:
     name: str
     kind: Kind
     argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)  # changes on top of the supervisor's environment
-    ready_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the plan's env for every child
+    cwd: Path | None = None
+    ready: Readiness | None = None
+    stop_file: Path | None = None  # a warm stop without a console (the launcher watches it)
+    group: str | None = None  # the worker group
+
+    @property
+    def ready_file(self) -> Path | None:
+        return Path(self.ready.target) if self.ready and self.ready.kind == "file" else None
 
 
 @dataclass(frozen=True)
 class Plan:
     platform: Platform
+    project: Project
     broker: BrokerDecision
+    target: BrokerTarget
     children: list[ChildSpec]
-    env: dict[str, str]  # what every child gets
-    pool: Pool
-    pool_reason: str
-    pool_warning: str | None
-    reload_warning: str | None
+    env: dict[str, str]  # what every child gets, on top of the env files and the supervisor's environment
+    env_files: tuple[Path, ...]
+    notes: list[str]  # what the user should know about the choices (pools, reload)
+    warnings: list[str]
     creation_flags: int
+    new_session: bool
     stop: str
     orphan_guard: str
     api_url: str
     data_dir: Path
+    run_dir: Path
+    logs_dir: Path
 
     def by_kind(self, kind: Kind) -> list[ChildSpec]:
         return [c for c in self.children if c.kind == kind]
 
 
-def http_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def is_local_redis(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
-
-
 def choose_broker(
     mode: BrokerMode, *, url: str, answers: bool, redis_binary: str | None, platform: Platform
 ) -> BrokerDecision:
+    shown = safe_url(url)
     if mode == "embedded":
         return BrokerDecision("embedded", "embedded broker (--broker embedded): no Redis server needed")
     if answers:
         return BrokerDecision(
-            "reuse-redis", f"Redis already answers at {url}: reusing it (it will be left running)"
+            "reuse-redis", f"Redis already answers at {shown}: reusing it (it will be left running)"
         )
-    if not is_local_redis(url):
-        return BrokerDecision("remote-redis", f"using the remote Redis at {url} (not started by p419)")
+    if not is_local_url(url):
+        return BrokerDecision("remote-redis", f"using the remote Redis at {shown} (not started by p419)")
     if redis_binary:
-        return BrokerDecision("start-redis", f"starting {redis_binary} for {url}")
+        return BrokerDecision("start-redis", f"starting {redis_binary} for {shown}")
     if mode == "redis":
-        raise PlanError(f"no Redis server found to start for {url}: {redis_install_hint(platform)}")
+        raise PlanError(f"no Redis server found to start for {shown}: {redis_install_hint(platform)}")
     return BrokerDecision(
         "embedded",
         "NO REDIS SERVER FOUND: running on the embedded broker (files under the data dir), which is fine for "
@@ -108,103 +125,244 @@ def choose_broker(
 
 
 def redis_config(url: str) -> str | None:
-    """Config-file lines for the password in REDIS_URL (a file, so the password is not in `ps` output)."""
+    """Config-file lines for the password in REDIS_URL (a file, so the password is not in `ps` output).
+    Clients decode a percent-encoded password (`p%40ss` logs in as `p@ss`): the server must get it decoded."""
     parts = urlsplit(url)
     if not parts.password:
         return None
+    password = unquote(parts.password)
     if parts.username and parts.username != "default":
-        return f"user {parts.username} on >{parts.password} ~* &* +@all\nrequirepass {parts.password}\n"
-    return f"requirepass {parts.password}\n"
+        return f"user {unquote(parts.username)} on >{password} ~* &* +@all\nrequirepass {password}\n"
+    return f"requirepass {password}\n"
 
 
-def redis_config_path(data_dir: Path) -> Path:
-    return data_dir / "redis" / "p419-redis.conf"
+def redis_config_path(redis_dir: Path) -> Path:
+    return redis_dir / "p419-redis.conf"
 
 
-def redis_argv(binary: str, url: str, data_dir: Path) -> list[str]:
-    """Bound to loopback on the URL's port, AOF on so queued tasks survive a Redis restart."""
-    port = urlsplit(url).port or 6379
-    config = [str(redis_config_path(data_dir))] if redis_config(url) else []
+def redis_argv(binary: str, url: str, redis_dir: Path) -> list[str]:
+    """Bound to the URL's loopback address and port, AOF on so queued tasks survive a Redis restart."""
+    parts = urlsplit(url)
+    port = parts.port or 6379
+    host = (
+        parts.hostname if is_loopback_host(parts.hostname) and parts.hostname != "localhost" else "127.0.0.1"
+    )
+    config = [str(redis_config_path(redis_dir))] if redis_config(url) else []
     return [
         binary,
         *config,
         "--port",
         str(port),
         "--bind",
-        "127.0.0.1",
+        str(host),
         "--dir",
-        str(data_dir / "redis"),
+        str(redis_dir),
         "--appendonly",
         "yes",
     ]
 
 
-def reload_supported(platform: Platform, options: UpOptions) -> bool:
-    """uvicorn's reloader restarts its server with CTRL_C_EVENT, which on Windows cannot be aimed at one
-    process group: it would stop the whole stack. So no --reload under `up` on Windows."""
-    return options.reload and platform != "windows"
+def worker_processes(platform: Platform, pool: Pool, count: int, concurrency: int | None) -> tuple[int, int]:
+    """(processes, concurrency per process). Windows runs solo only, so each unit of concurrency there is a
+    process of its own: the same parallelism as prefork, without fork()."""
+    if pool == "solo":
+        return count * (concurrency or 1) if platform == "windows" else count, 1
+    return count, concurrency or 0
+
+
+def launcher(python: str) -> list[str]:
+    return [python, "-m", "python419.launch"]
+
+
+def worker_command(
+    python: str,
+    celery: str,
+    pool: Pool,
+    concurrency: int,
+    queues: tuple[str, ...],
+    loglevel: str,
+    hostname: str | None,
+) -> list[str]:
+    """A worker's command line: the plain `celery -A APP worker ...` a user could type, behind the launcher.
+    The pool is on the command line only: chosen once, by whoever builds the plan."""
+    args = worker_args(pool, concurrency=concurrency or None, loglevel=loglevel, hostname=hostname)
+    if queues:
+        args += ["-Q", ",".join(queues)]
+    return [*launcher(python), "celery", "-A", celery, "worker", *args]
 
 
 def build_plan(
+    project: Project,
     settings: Settings,
     options: UpOptions,
     *,
+    platform: Platform,
     python: str,
     broker: BrokerDecision,
     redis_binary: str | None,
     supervisor_pid: int,
 ) -> Plan:
-    platform = settings.platform
-    data_dir = settings.data_dir.resolve()
-    choice = choose_pool(platform, options.pool)
-    run_dir = data_dir / "run"
+    data_dir = settings.data_dir
+    run_dir = settings.run_dir
+    target = (
+        embedded_target(settings.embedded_dir)
+        if broker.kind == "embedded"
+        else redis_target(settings.broker_redis_url)
+    )
     env = {
         # Children write to a pipe; without this Windows encodes it in the ANSI code page.
         "PYTHONIOENCODING": "utf-8",
-        "P419_DATA_DIR": str(data_dir),
-        "P419_BROKER": "embedded" if broker.kind == "embedded" else "redis",
-        "P419_PLATFORM": platform,
-        "P419_SUPERVISOR_PID": str(supervisor_pid),
         "PYTHONUNBUFFERED": "1",  # lines reach the printer as they are written
+        "P419_DATA_DIR": str(data_dir),
+        **project.env,
+        **target.child_env(),
+        stackenv.SUPERVISOR_PID: str(supervisor_pid),
+        stackenv.CELERY_APP: project.celery,
+        stackenv.ENV_FILES: _pathsep(platform).join(str(p) for p in project.env_files),
     }
-    if broker.kind != "embedded":
-        env["REDIS_URL"] = str(settings.redis_url)
+    notes: list[str] = []
+    warnings: list[str] = []
     children: list[ChildSpec] = []
+    cwd = project.app_dir
+    stop = stop_method(platform)
+
+    def stop_file(name: str) -> Path | None:
+        # Windows: CTRL_BREAK needs a shared console; the stop file works without one.
+        return run_dir / f"{name}.stop" if stop.kind == "ctrl-break" else None
+
     if broker.kind == "start-redis" and redis_binary:
-        argv = redis_argv(redis_binary, str(settings.redis_url), data_dir)
+        argv = redis_argv(redis_binary, target.url, settings.redis_dir)
         if orphan_guard(platform) == "watchdog":
             # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
             argv = [python, "-m", "python419.supervisor.guard", *argv]
-        children.append(ChildSpec("redis", "redis", argv))
-    api_argv = [python, "-m", "python419", "api"] + (
-        ["--reload"] if reload_supported(platform, options) else []
-    )
-    children.append(ChildSpec("api", "api", api_argv))
-    for n in range(1, options.workers + 1):
-        name = f"worker{n}"
-        argv = [python, "-m", "python419", "worker", f"--pool={choice.pool}", f"--hostname={name}@%h"]
-        argv.append(f"--loglevel={options.loglevel}")
-        if options.concurrency is not None and choice.pool != "solo":
-            argv.append(f"--concurrency={options.concurrency}")
-        ready = run_dir / f"{name}.ready"
-        children.append(ChildSpec(name, "worker", argv, {"P419_READY_FILE": str(ready)}, ready))
+        children.append(ChildSpec("redis", "redis", argv, ready=Readiness("redis", target.url)))
+
+    api_url = http_url(settings.api_host, settings.api_port)
+    ready_url = http_url(probe_host(settings.api_host), settings.api_port) + project.ready_path
+    if project.api_command:
+        children.append(
+            ChildSpec(
+                "api",
+                "api",
+                list(project.api_command),
+                cwd=cwd,
+                ready=Readiness("tcp", f"{probe_host(settings.api_host)}:{settings.api_port}"),
+            )
+        )
+    elif project.api:
+        argv = [*launcher(python), "uvicorn", project.api, "--host", settings.api_host]
+        argv += ["--port", str(settings.api_port)]
+        if project.reload:
+            if platform == "windows":
+                warnings.append(
+                    "--reload is not available under p419 up on Windows (uvicorn reloads with "
+                    "CTRL_C_EVENT, which reaches the whole console); run the API in its own terminal"
+                )
+            else:
+                argv.append("--reload")
+        children.append(
+            ChildSpec(
+                "api", "api", argv, cwd=cwd, ready=Readiness("http", ready_url), stop_file=stop_file("api")
+            )
+        )
+
+    for group in project.workers:
+        choice = choose_pool(platform, group.pool)
+        if choice.warning:
+            warnings.append(choice.warning)
+        processes, per_process = worker_processes(platform, choice.pool, group.count, group.concurrency)
+        what = f"{processes} process(es)" + (f" x concurrency {per_process}" if per_process > 1 else "")
+        queues = f" on queue(s) {','.join(group.queues)}" if group.queues else ""
+        notes.append(f"{group.name}: {what}, pool {choice.pool}{queues} ({choice.reason})")
+        for n in range(1, processes + 1):
+            name = f"{group.name}{n}"
+            ready = run_dir / f"{name}.ready"
+            argv = worker_command(
+                python, project.celery, choice.pool, per_process, group.queues, options.loglevel, f"{name}@%h"
+            )
+            children.append(
+                ChildSpec(
+                    name,
+                    "worker",
+                    argv,
+                    env={stackenv.READY_FILE: str(ready)},
+                    cwd=cwd,
+                    ready=Readiness("file", str(ready)),
+                    stop_file=stop_file(name),
+                    group=group.name,
+                )
+            )
+    for wanted in ("beat", "flower"):
+        if getattr(project, wanted):
+            warnings.append(
+                f"{wanted} = true: not run by this version of p419 up; start it in its own terminal"
+            )
+    for child in children:
+        if child.stop_file is not None:
+            child.env[stackenv.STOP_FILE] = str(child.stop_file)
     return Plan(
         platform=platform,
+        project=project,
         broker=broker,
+        target=target,
         children=children,
         env=env,
-        pool=choice.pool,
-        pool_reason=choice.reason,
-        pool_warning=choice.warning,
-        reload_warning=(
-            "--reload is not available under p419 up on Windows (uvicorn reloads with CTRL_C_EVENT, which "
-            "reaches the whole console); run `p419 api --reload` in its own terminal instead"
-            if options.reload and not reload_supported(platform, options)
-            else None
-        ),
+        env_files=project.env_files,
+        notes=notes,
+        warnings=warnings,
         creation_flags=creation_flags(platform),
-        stop=stop_method(platform).kind,
+        new_session=starts_new_session(platform),
+        stop=stop.kind,
         orphan_guard=orphan_guard(platform),
-        api_url=http_url(settings.api_host, settings.api_port),
+        api_url=api_url,
         data_dir=data_dir,
+        run_dir=run_dir,
+        logs_dir=settings.logs_dir,
     )
+
+
+def _pathsep(platform: Platform) -> str:
+    return ";" if platform == "windows" else ":"
+
+
+def command_line(argv: list[str], platform: Platform) -> str:
+    """argv as the platform's shell would take it."""
+    return subprocess.list2cmdline(argv) if platform == "windows" else shlex.join(argv)
+
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
+def shown_value(name: str, value: str) -> str:
+    """An environment value fit to print: URLs without their password, secrets masked."""
+    if any(word in name.upper() for word in SECRET_WORDS):
+        return "***"
+    return safe_url(value) if "://" in value else value
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """`p419 up --dry-run`: everything the plan will do, in words a user can check."""
+    env = " ".join(f"{k}={shown_value(k, v)}" for k, v in sorted(plan.env.items()))
+    lines = [
+        f"project: {plan.project.label}"
+        + (f" ({plan.project.config_path})" if plan.project.config_path else ""),
+        f"platform: {plan.platform}",
+        f"broker: {plan.broker.message}",
+        *(f"workers: {note}" for note in plan.notes),
+        *(f"warning: {warning}" for warning in plan.warnings),
+        f"stop: {plan.stop}; orphans: {plan.orphan_guard}; creation flags: {plan.creation_flags:#x}",
+        f"data dir: {plan.data_dir}",
+        "env files (read at each start, if present): " + (", ".join(map(str, plan.env_files)) or "none"),
+        f"environment for every child: {env}",
+    ]
+    for child in plan.children:
+        lines.append(f"{child.name}: {command_line(child.argv, plan.platform)}")
+        pad = " " * len(child.name)
+        if child.cwd is not None:
+            lines.append(f"{pad}  cwd: {child.cwd}")
+        if child.env:
+            lines.append(f"{pad}  env: " + " ".join(f"{k}={v}" for k, v in child.env.items()))
+        if child.ready is not None:
+            shown = safe_url(child.ready.target) if child.ready.kind == "redis" else child.ready.target
+            lines.append(f"{pad}  ready: {child.ready.kind} {shown}")
+    return lines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from itertools import cycle
 from pathlib import Path
 from typing import IO
@@ -11,9 +10,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from python419.settings import safe_url
 from python419.supervisor import events as ev
-from python419.supervisor.plan import Plan
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 SELF = "p419"
@@ -96,32 +93,3 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
         case ev.Note(text, loud):
             return text, "bold yellow" if loud else None
     return None, None
-
-
-def plan_lines(plan: Plan, join: str = "posix") -> list[str]:
-    """`p419 up --dry-run`: everything the plan would do, in words a user can check."""
-    quote = shlex.join if join == "posix" else _windows_join
-    lines = [
-        f"platform: {plan.platform}",
-        f"broker: {plan.broker.message}",
-        f"pool: {plan.pool} ({plan.pool_reason})",
-        f"stop: {plan.stop}; orphans: {plan.orphan_guard}; creation flags: {plan.creation_flags:#x}",
-        f"data dir: {plan.data_dir}",
-        "environment for every child: " + " ".join(f"{k}={safe_url(v)}" for k, v in sorted(plan.env.items())),
-    ]
-    for warning in (plan.reload_warning, plan.pool_warning):
-        if warning:
-            lines.insert(3, f"warning: {warning}")
-    for child in plan.children:
-        lines.append(f"{child.name}: {quote(child.argv)}")
-        if child.env:
-            lines.append(
-                f"{' ' * len(child.name)}  env: " + " ".join(f"{k}={v}" for k, v in child.env.items())
-            )
-    return lines
-
-
-def _windows_join(argv: list[str]) -> str:
-    import subprocess
-
-    return subprocess.list2cmdline(argv)

@@ -1,6 +1,6 @@
 """The only part of the supervisor that touches the OS: start a child, read its output, stop it, kill its tree.
 
-Every OS difference is looked up in `python419.platforms` (pure); this module just applies the answer.
+Every OS difference was decided by the plan (from `python419.platforms`, pure); this module applies it.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import psutil
 
-from python419.platforms import Platform, creation_flags, starts_new_session, stop_method
 from python419.supervisor.orphans import JobObject, pdeathsig_preexec
-from python419.supervisor.plan import ChildSpec
+from python419.supervisor.plan import ChildSpec, Plan
 
 LineSink = Callable[[str, str], None]
 
@@ -33,8 +32,8 @@ class Child(Protocol):
 
 
 class OsChild:
-    def __init__(self, spec: ChildSpec, popen: subprocess.Popen[bytes], platform: Platform) -> None:
-        self.spec, self.popen, self.platform = spec, popen, platform
+    def __init__(self, spec: ChildSpec, popen: subprocess.Popen[bytes], stop: str) -> None:
+        self.spec, self.popen, self.stop_kind = spec, popen, stop
         self.pid = popen.pid
         self._known: dict[int, psutil.Process] = {}
         self.remember_descendants()
@@ -52,13 +51,22 @@ class OsChild:
             pass
 
     def stop(self) -> None:
-        """Ask for a warm shutdown: SIGTERM on POSIX, CTRL_BREAK_EVENT to its process group on Windows."""
+        """Ask for a warm shutdown the way the plan says: SIGTERM on POSIX; on Windows the stop file (works
+        without a shared console) and CTRL_BREAK_EVENT to the child's process group."""
         self.remember_descendants()
         if self.popen.poll() is not None:
             return
-        method = stop_method(self.platform)
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, method.signal_number)
+        if self.spec.stop_file is not None:
+            with contextlib.suppress(OSError):
+                self.spec.stop_file.touch()
+        if self.stop_kind == "ctrl-break":
+            # Fails without a shared console (pythonw, a service; WinError 6/12 under Wine): the stop file
+            # above still reaches a launcher child, and anything else is killed after the grace period.
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, getattr(signal, "CTRL_BREAK_EVENT", 1))
+        else:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGTERM)
 
     def kill_tree(self) -> None:
         self.remember_descendants()
@@ -73,26 +81,52 @@ class OsChild:
                 self.popen.kill()
 
 
+def child_environment(plan: Plan, spec: ChildSpec, base: Mapping[str, str]) -> dict[str, str]:
+    """Env files (re-read at each start, so an edit applies on restart) < the supervisor's environment <
+    the plan's variables < the child's own."""
+    from dotenv import dotenv_values
+
+    env: dict[str, str] = {}
+    for path in plan.env_files:
+        if path.is_file():
+            env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    env.update(base)
+    env.update(plan.env)
+    env.update(spec.env)
+    if spec.cwd is not None:
+        # The app dir first on the import path, as `celery -A`/uvicorn expect when run from it.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(spec.cwd), base.get("PYTHONPATH", "")) if p)
+    return env
+
+
 class ProcessFactory:
-    """Starts children for real. `job` is the Windows Job Object (None elsewhere)."""
+    """Starts the plan's children for real, as the plan says. `job` is the Windows Job Object."""
 
     def __init__(
-        self, platform: Platform, base_env: dict[str, str], sink: LineSink, job: JobObject | None
+        self, plan: Plan, base_env: Mapping[str, str], sink: LineSink, job: JobObject | None
     ) -> None:
-        self.platform, self.base_env, self.sink, self.job = platform, base_env, sink, job
-        self._preexec = pdeathsig_preexec() if platform == "linux" else None
+        self.plan, self.base_env, self.sink, self.job = plan, dict(base_env), sink, job
+        self._preexec = pdeathsig_preexec() if plan.orphan_guard == "pdeathsig" else None
+        self.current: dict[str, OsChild] = {}
+
+    def pid_of(self, name: str) -> int | None:
+        child = self.current.get(name)
+        return child.pid if child is not None else None
 
     def __call__(self, spec: ChildSpec) -> OsChild:
         options: dict[str, Any] = {}
-        if self.platform == "windows":
-            options["creationflags"] = creation_flags(self.platform)
-        else:
-            options["start_new_session"] = starts_new_session(self.platform)
-            if self._preexec:
-                options["preexec_fn"] = self._preexec
+        if self.plan.creation_flags:
+            options["creationflags"] = self.plan.creation_flags
+        if self.plan.new_session:
+            options["start_new_session"] = True
+        if self._preexec:
+            options["preexec_fn"] = self._preexec
+        if spec.stop_file is not None:
+            spec.stop_file.unlink(missing_ok=True)
         popen = subprocess.Popen(
             spec.argv,
-            env={**self.base_env, **spec.env},
+            env=child_environment(self.plan, spec, self.base_env),
+            cwd=spec.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -107,7 +141,8 @@ class ProcessFactory:
                 raise
         assert popen.stdout is not None
         threading.Thread(target=_pump, args=(spec.name, popen.stdout, self.sink), daemon=True).start()
-        return OsChild(spec, popen, self.platform)
+        child = self.current[spec.name] = OsChild(spec, popen, self.plan.stop)
+        return child
 
 
 def _pump(name: str, stream: Any, sink: LineSink) -> None:

@@ -1,37 +1,120 @@
-"""Is a child ready? Short, cheap probes: Redis PING, the API's quick health, the worker's own ready file."""
+"""Is a child ready, and is the server that answers really that child? Short, cheap probes.
+
+- redis: PING, then `INFO server`'s process_id must be the child (or a process under it: the macOS guard);
+  otherwise another stack's Redis on the same port would answer for a child that could not bind.
+- http: any answer below 500 on the ready path, from a port that the child's process tree listens on.
+- tcp: the port accepts, and the child's tree listens on it (`api_command` servers).
+- file: the worker wrote its pid there on Celery's worker_ready (no 1-second `inspect ping`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
+import redis
 
-from python419.broker import redis_answers
-from python419.supervisor.plan import ChildSpec, Plan, http_url
+from python419.supervisor.plan import ChildSpec, Readiness
 
 PROBE_TIMEOUT = 0.25
+PidOf = Callable[[str], int | None]
 
 
-def probe_url(api_url: str) -> str:
-    """A server bound to every interface is probed on loopback."""
-    parts = urlsplit(api_url)
-    host = parts.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return http_url(host, parts.port or 80)
+def tree_pids(pid: int) -> set[int]:
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(p.pid for p in root.children(recursive=True))}
+    except psutil.Error:
+        return set()
+
+
+def listening_pids(port: int) -> set[int] | None:
+    """Pids with a listening TCP socket on `port`; None when the OS will not tell (then we do not judge)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    return {
+        c.pid
+        for c in connections
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None
+    }
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """Does the child's process tree listen on `port`? Asked of each process (works unprivileged for our own
+    children), then of the whole table as a fallback."""
+    pids = tree_pids(pid)
+    for member in pids:
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(member).net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    holders = listening_pids(port)
+    return holders is None or bool(holders & pids)
+
+
+def redis_owned_by(url: str, pid: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        info = client.info("server")
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return int(info.get("process_id", -1)) in tree_pids(pid)
+
+
+def http_ready(url: str, pid: int) -> bool:
+    try:
+        answered = httpx.get(url, timeout=PROBE_TIMEOUT).status_code < 500
+    except httpx.HTTPError:
+        return False
+    return answered and owns_port(pid, urlsplit(url).port or 80)
+
+
+def tcp_ready(target: str, pid: int) -> bool:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError:
+        return False
+    return owns_port(pid, int(port))
+
+
+def file_ready(path: str, pid: int) -> bool:
+    try:
+        written = Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return not written.isdigit() or int(written) in tree_pids(pid)
+
+
+CHECKS: dict[str, Callable[[str, int], bool]] = {
+    "redis": redis_owned_by,
+    "http": http_ready,
+    "tcp": tcp_ready,
+    "file": file_ready,
+}
 
 
 class Probe:
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self._health = f"{probe_url(plan.api_url)}/health?workers=false"
+    """`probe(spec)` for the manager; `pid_of(name)` gives the pid of the child now running under that name."""
+
+    def __init__(self, pid_of: PidOf) -> None:
+        self.pid_of = pid_of
 
     def __call__(self, spec: ChildSpec) -> bool:
-        if spec.kind == "redis":
-            return redis_answers(self.plan.env["REDIS_URL"], PROBE_TIMEOUT)
-        if spec.kind == "api":
-            try:
-                return httpx.get(self._health, timeout=PROBE_TIMEOUT).status_code == 200
-            except httpx.HTTPError:
-                return False
-        return spec.ready_file is not None and spec.ready_file.exists()
+        ready: Readiness | None = spec.ready
+        pid = self.pid_of(spec.name)
+        if ready is None:
+            return True
+        if pid is None:
+            return False
+        return CHECKS[ready.kind](ready.target, pid)

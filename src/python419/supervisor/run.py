@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -12,9 +11,11 @@ from typing import Any
 
 from rich.console import Console
 
-from python419.broker import redis_answers
-from python419.platforms import detect_platform, find_redis_server, supervisor_stop_signals
-from python419.settings import Settings, safe_url
+from python419.addresses import is_local_url
+from python419.broker import redis_answers, redis_binary
+from python419.platforms import Platform, detect_platform, supervisor_stop_signals
+from python419.project import Project
+from python419.settings import Settings
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager
 from python419.supervisor.orphans import JobObject
@@ -24,11 +25,11 @@ from python419.supervisor.plan import (
     UpOptions,
     build_plan,
     choose_broker,
-    is_local_redis,
+    plan_lines,
     redis_config,
     redis_config_path,
 )
-from python419.supervisor.printer import Printer, plan_lines
+from python419.supervisor.printer import Printer
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
 from python419.supervisor.state import STOP_FILE, StateFile, read_state
@@ -38,84 +39,89 @@ class UpError(Exception):
     """`p419 up` cannot start; the message says why and what to do."""
 
 
-def is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
+def plan_platform(settings: Settings, dry_run: bool) -> tuple[Platform, str | None]:
+    """P419_PLATFORM previews another OS's plan; a real run always runs this OS's plan, never a mix."""
+    real = detect_platform()
+    if dry_run or settings.platform == real:
+        return settings.platform, None
+    return real, (
+        f"P419_PLATFORM={settings.platform} only previews a plan (p419 up --dry-run); "
+        f"running the {real} plan on this {real} machine"
+    )
 
 
-def make_plan(settings: Settings, options: UpOptions) -> Plan:
-    url = str(settings.redis_url)
-    answers = options.broker != "embedded" and redis_answers(url, timeout=0.3)
+def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_run: bool = False) -> Plan:
+    platform, platform_note = plan_platform(settings, dry_run)
+    mode = settings.broker_mode
+    url = settings.broker_redis_url
+    answers = mode != "embedded" and redis_answers(url, timeout=0.3)
     binary = None
-    if options.broker != "embedded" and not answers and is_local_redis(url):
-        env = dict(os.environ)
-        if settings.redis_server:  # from .env too, not only the environment
-            env["REDIS_SERVER"] = settings.redis_server
-        binary = find_redis_server(settings.platform, env, shutil.which, is_executable)
-        if binary is None and env.get("REDIS_SERVER"):
-            raise UpError(f"REDIS_SERVER={env['REDIS_SERVER']} is not an executable file (nor on PATH)")
+    if mode != "embedded" and not answers and is_local_url(url):
+        binary = redis_binary(settings, platform)
+        if binary is None and settings.redis_server:
+            raise UpError(f"REDIS_SERVER={settings.redis_server} is not an executable file (nor on PATH)")
     try:
-        broker = choose_broker(
-            options.broker,
-            url=safe_url(url),
-            answers=answers,
-            redis_binary=binary,
-            platform=settings.platform,
-        )
+        broker = choose_broker(mode, url=url, answers=answers, redis_binary=binary, platform=platform)
     except PlanError as exc:
         raise UpError(str(exc)) from None
-    return build_plan(
+    plan = build_plan(
+        project,
         settings,
         options,
+        platform=platform,
         python=sys.executable,
         broker=broker,
         redis_binary=binary,
         supervisor_pid=os.getpid(),
     )
+    if platform_note:
+        plan.warnings.append(platform_note)
+    return plan
 
 
-def write_redis_config(url: str, data_dir: Path) -> None:
+def write_redis_config(url: str, redis_dir: Path) -> None:
     config = redis_config(url)
     if config is None:
         return
-    path = redis_config_path(data_dir)
+    path = redis_config_path(redis_dir)
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)  # it holds the password
     path.write_text(config, encoding="utf-8")
 
 
 def dry_run(plan: Plan, console: Console) -> None:
-    for line in plan_lines(plan, "windows" if plan.platform == "windows" else "posix"):
+    for line in plan_lines(plan):
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
-    run_dir = plan.data_dir / "run"
+    run_dir = plan.run_dir
     running = read_state(run_dir)
     if running is not None:
         raise UpError(
             f"p419 up is already running for {plan.data_dir} (pid {running['pid']}); p419 down stops it"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
-    if plan.by_kind("redis") and "REDIS_URL" in plan.env:
-        write_redis_config(plan.env["REDIS_URL"], plan.data_dir)
+    redis_dir = plan.data_dir / "redis"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if plan.by_kind("redis"):
+            redis_dir.mkdir(parents=True, exist_ok=True)
+            write_redis_config(plan.target.url, redis_dir)
+    except OSError as exc:
+        raise UpError(f"cannot write to the data dir {plan.data_dir}: {exc.strerror or exc}") from None
     stop_file = run_dir / STOP_FILE
     stop_file.unlink(missing_ok=True)
 
-    # Process-level decisions follow the OS we really run on; the plan may preview another (P419_PLATFORM).
-    os_platform = detect_platform()
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     job, job_error = None, None
-    if os_platform == "windows":
+    if plan.orphan_guard == "job-object":
         try:
             job = JobObject()
         except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
-    factory = ProcessFactory(
-        os_platform, {**os.environ, **plan.env}, lambda n, line: lines.put((n, line)), job
-    )
-    printer = Printer(console, [c.name for c in plan.children], plan.data_dir / "logs")
-    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.env["P419_BROKER"])
+    factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job)
+    printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
+    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.target.kind)
 
     def emit(event: ev.Event) -> None:
         printer.handle(event)
@@ -124,7 +130,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     manager = Manager(
         plan,
         factory,
-        Probe(plan),
+        Probe(factory.pid_of),
         emit,
         lines=lines,
         stop_requested=stop_file.exists,
@@ -135,14 +141,16 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     def on_signal(signum: int, _: Any) -> None:
         manager.request_stop(f"received {signal.Signals(signum).name}")
 
-    install_stop_handlers(supervisor_stop_signals(os_platform), on_signal)
+    install_stop_handlers(supervisor_stop_signals(plan.platform), on_signal)
+    if not plan.project.bundled:
+        emit(ev.Note(f"project: {plan.project.label}"))
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
     if job_error:
         emit(ev.Note(job_error, loud=True))
-    emit(ev.Note(f"worker pool: {plan.pool} ({plan.pool_reason})"))
-    for warning in (plan.pool_warning, plan.reload_warning):
-        if warning:
-            emit(ev.Note(warning, loud=True))
+    for note in plan.notes:
+        emit(ev.Note(f"workers: {note}"))
+    for warning in plan.warnings:
+        emit(ev.Note(warning, loud=True))
     try:
         return manager.run()
     finally:

@@ -105,6 +105,13 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     return dict(data)
 
 
+def running_broker(run_dir: Path) -> str | None:
+    """The broker kind (redis/embedded) of a live `p419 up` on this data dir, if one runs."""
+    state = read_state(run_dir)
+    broker = state.get("broker") if state else None
+    return broker if broker in ("redis", "embedded") else None
+
+
 @dataclass(frozen=True)
 class ChildStatus:
     name: str

@@ -1,15 +1,14 @@
-"""The Celery side. Importing this package (or any module in it) registers every task, in a straight line:
+"""The Celery side of the bundled app. Importing this package registers every task in a straight line:
 
-    settings -> celery_app (the app, configured) -> notifications (tasks registered on that app)
+    notifications (the task, as a shared task) -> celery_app.get_app() (the app, then the task on it)
 
-celery_app never imports notifications and notifications imports celery_app only, so there is no cycle and
-no autodiscovery that can silently find nothing: the write-up's "Received unregistered task" cannot happen.
+No autodiscovery that can silently find nothing, and no cycle: the write-up's "Received unregistered task"
+cannot happen. Importing makes no app and reads no settings; `celery_app.get_app()` does, on first use.
 """
 
 from python419.tasks import (
-    notifications,  # noqa: E402,I001  (registration: must come after the app)
-    worker_hooks,  # noqa: E402,I001
+    notifications,  # noqa: I001
+    worker_hooks,
 )
-from python419.tasks.celery_app import celery_app
 
-__all__ = ["celery_app", "notifications", "worker_hooks"]
+__all__ = ["notifications", "worker_hooks"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
 from python419.settings import Settings, get_settings
 from python419.store import Status, Store, open_store
-from python419.tasks.celery_app import TASK_NAME, celery_app
+from python419.tasks.celery_app import TASK_NAME
 from python419.telegram import TelegramClient, TelegramError, product_message
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def as_telegram_error(exc: Exception) -> TelegramError:
     return TelegramError(f"{type(exc).__name__}: {exc}", None, retryable=True)  # unexpected: worth a retry
 
 
-@celery_app.task(bind=True, max_retries=3, name=TASK_NAME)
+# A shared task: defined before any app exists; registered on the app when `celery_app.create_app` makes it.
+@shared_task(bind=True, max_retries=3, name=TASK_NAME)
 def send_tg_notification(
     self: Task, product_name: str, product_id: int, notification_id: int | None = None
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import threading
 
 from python419.settings import Settings
 from python419.store import Notification, Store
+from python419.tasks.celery_app import get_target
 from python419.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
 from python419.tasks.notifications import send_tg_notification
 
@@ -60,7 +61,7 @@ class Sweeper(threading.Thread):
                 count = sweep(self._store, self._settings)
                 if count:
                     log.info("outbox sweep re-enqueued %d notification(s)", count)
-                if self._settings.broker == "embedded":
+                if get_target().kind == "embedded":
                     clean_results(self._settings.embedded_dir / "results")
                     clean_stale_control_messages(self._settings.embedded_dir / "queue")
                     clean_processed(self._settings.embedded_dir / "processed")

@@ -4,15 +4,15 @@ values that do not validate."""
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 
 from python419.doctor.context import Context, EnvFile
 from python419.doctor.model import Outcome, failed, passed, warned
 from python419.doctor.redact import ours
+from python419.project import ENV_KEYS
 from python419.settings import ENV_NAMES
 
-KNOWN = frozenset({*ENV_NAMES.values(), "REDIS_SERVER", "P419_READY_FILE"})
+KNOWN = frozenset({*ENV_NAMES.values(), *ENV_KEYS.values()})
 # Names people reach for that difflib cannot match to ours.
 ALIASES = {
     "BOT_TOKEN": "TELEGRAM_BOT_TOKEN",
@@ -88,11 +88,11 @@ def check_env_values(ctx: Context) -> Outcome:
     environ, env_file = ctx.environ, ctx.env_file
     if ctx.settings is None:
         error = ctx.settings_error or "invalid settings"
-        names = sorted(set(re.findall(r"invalid setting ([A-Z0-9_]+)", error)))
+        names = sorted(set(ctx.settings_error_names))
         where = {name: source_of(name, environ, env_file) or "the environment" for name in names}
         places = ", ".join(f"{n} in {env_file.path if w == '.env' else w}" for n, w in where.items())
         return failed(error, f"correct {places or 'the settings'}")
-    sources = {name: source_of(name, environ, env_file) for name in sorted(KNOWN - {"P419_READY_FILE"})}
+    sources = {name: source_of(name, environ, env_file) for name in sorted(KNOWN)}
     given = [f"{name} ({where})" for name, where in sources.items() if where]
     detail = "all settings valid; " + (f"set: {', '.join(given)}" if given else "all defaults")
     token, chat = ctx.settings.token, ctx.settings.telegram_chat_id

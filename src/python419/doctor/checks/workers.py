@@ -56,4 +56,4 @@ def workers_outcome(workers: list[WorkerInfo], platform: Platform) -> Outcome:
 def check_workers(ctx: Context) -> Outcome:
     if not ctx.broker.get().ok:
         return warned("not checked: the broker is unreachable (see broker)", "fix the broker first")
-    return workers_outcome(inspect_workers(ctx.config, ctx.cwd), ctx.platform)
+    return workers_outcome(inspect_workers(ctx.target), ctx.platform)

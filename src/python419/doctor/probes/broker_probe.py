@@ -14,7 +14,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from python419.settings import Settings, safe_url
+from python419.addresses import safe_url
+from python419.broker import BrokerTarget
 
 ErrorKind = Literal["refused", "timeout", "auth", "missing", "other"]
 BROKER_TIMEOUT = 1.0
@@ -112,7 +113,7 @@ def probe_embedded(folder: Path) -> BrokerProbe:
     return BrokerProbe("embedded", url, waiting=waiting)
 
 
-def probe_broker(settings: Settings, cwd: Path) -> BrokerProbe:
-    if settings.broker == "embedded":
-        return probe_embedded(cwd / settings.embedded_dir)  # an absolute embedded_dir stays as it is
-    return probe_redis(str(settings.redis_url))
+def probe_broker(target: BrokerTarget) -> BrokerProbe:
+    if target.kind == "embedded" and target.folder is not None:
+        return probe_embedded(target.folder)
+    return probe_redis(target.url)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from python419.settings import Settings
+from python419.broker import BrokerTarget
 
 PING_TIMEOUT = 0.5  # workers on a healthy broker answer in milliseconds
 INSPECT_TIMEOUT = 1.0
@@ -19,34 +18,27 @@ class WorkerInfo:
     tasks: tuple[str, ...] | None  # None: the worker did not report them in time
 
 
-def control_app(settings: Settings, cwd: Path) -> Any:
+def control_app(target: BrokerTarget) -> Any:
     """A bare Celery app on the stack's broker: remote control needs no tasks, and importing ours (or the
     user's) here would make this check depend on the very import problems the registration check reports."""
     from celery import Celery
 
     app = Celery("p419-doctor", set_as_current=False)
-    conf: dict[str, Any] = {"broker_url": settings.broker_url, "broker_connection_timeout": 1.0}
-    if settings.broker == "embedded":
-        root = cwd / settings.embedded_dir
-        conf["broker_transport_options"] = {
-            "data_folder_in": str(root / "queue"),
-            "data_folder_out": str(root / "queue"),
-            "control_folder": str(root / "control"),
-            "store_processed": True,  # as the stack does: consumed replies stay on the data dir's drive
-            "processed_folder": str(root / "processed"),
-        }
+    conf: dict[str, Any] = {"broker_url": target.url, "broker_connection_timeout": 1.0}
+    if target.kind == "embedded":
+        conf["broker_transport_options"] = dict(target.transport_options)
     else:
         conf["broker_transport_options"] = {"socket_connect_timeout": 1, "socket_timeout": 2}
     app.conf.update(conf)
     return app
 
 
-def inspect_workers(settings: Settings, cwd: Path) -> list[WorkerInfo]:
-    if settings.broker == "embedded":
-        root = cwd / settings.embedded_dir
-        if not ((root / "queue").is_dir() and (root / "control").is_dir()):
+def inspect_workers(target: BrokerTarget) -> list[WorkerInfo]:
+    if target.kind == "embedded":
+        root = target.folder
+        if root is None or not ((root / "queue").is_dir() and (root / "control").is_dir()):
             return []  # no worker has started on this folder yet (a worker's app creates them)
-    app = control_app(settings, cwd)
+    app = control_app(target)
     try:
         with app.connection_for_write() as conn:
             replies = app.control.ping(timeout=PING_TIMEOUT, connection=conn) or []

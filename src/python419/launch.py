@@ -1,0 +1,190 @@
+"""The thin launcher around a child's plain command line:
+
+    python -m python419.launch celery -A worker.celery worker --pool=solo --loglevel=info
+    python -m python419.launch uvicorn main:app --host 127.0.0.1 --port 8000
+
+What follows `python419.launch` is exactly what a user could type. Before handing over to Celery or uvicorn
+in this same process, the launcher does only what a supervisor needs and the command cannot express:
+- the orphan watchdog (macOS) and Windows' CTRL_BREAK and stop file turned into a warm shutdown;
+- on the embedded broker, the user's Celery app gets the transport's folders (Celery reads broker and
+  result URLs from CELERY_BROKER_URL / CELERY_RESULT_BACKEND, but no transport options from the environment);
+- a worker reports readiness on Celery's `worker_ready` signal, by writing its pid to the ready file.
+An app that cannot be loaded exits with CONFIG_EXIT after one readable line: restarting would not help.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from python419 import stackenv
+
+CONFIG_EXIT = 78  # EX_CONFIG (sysexits.h): the supervisor does not restart a child that exits with it
+STOP_POLL = 0.2
+
+
+class LaunchError(Exception):
+    """The user's app cannot be loaded; the message says which and why."""
+
+
+def load_celery_app(spec: str) -> Any:
+    """The Celery app as `celery -A spec` finds it (Celery's own lookup)."""
+    from celery import Celery
+    from celery.app.utils import find_app
+
+    try:
+        app = find_app(spec)
+    except SyntaxError as exc:
+        raise LaunchError(f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}") from exc
+    except Exception as exc:
+        raise LaunchError(f"cannot load the Celery app {spec!r}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(app, Celery):
+        raise LaunchError(f"{spec!r} is a {type(app).__name__}, not a Celery app")
+    return app
+
+
+def load_asgi_app(spec: str) -> Any:
+    """The object uvicorn would serve; refused unless it is callable (an ASGI app or a factory)."""
+    from uvicorn.importer import ImportFromStringError, import_from_string
+
+    try:
+        app = import_from_string(spec)
+    except SyntaxError as exc:
+        raise LaunchError(f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}") from exc
+    except ImportFromStringError as exc:
+        raise LaunchError(f"cannot load the ASGI app {spec!r}: {exc}") from exc
+    except Exception as exc:
+        raise LaunchError(f"importing the ASGI app {spec!r} fails: {type(exc).__name__}: {exc}") from exc
+    if not callable(app):
+        raise LaunchError(f"{spec!r} is a {type(app).__name__}, not an ASGI app")
+    return app
+
+
+def celery_app_spec(argv: list[str]) -> str | None:
+    """The value of -A/--app in a celery command line."""
+    for i, arg in enumerate(argv):
+        if arg in ("-A", "--app") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--app="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-A") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
+def configure_for_stack(app: Any, environ: Mapping[str, str]) -> None:
+    """Point the user's app at the stack's broker folders when it runs on the embedded broker."""
+    if environ.get(stackenv.BROKER) != "embedded":
+        return
+    from python419.broker import embedded_target, make_embedded_folders
+    from python419.settings import get_settings
+
+    target = embedded_target(get_settings().embedded_dir)
+    make_embedded_folders(target)
+    options = dict(app.conf.broker_transport_options or {})
+    options.update(target.transport_options)
+    app.conf.broker_transport_options = options
+
+
+def report_ready(path: str) -> None:
+    from celery.signals import worker_ready
+
+    def on_ready(**_: Any) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(str(os.getpid()), encoding="utf-8")
+
+    worker_ready.connect(on_ready, weak=False)
+
+
+def watch_stop_file(path: str, interval: float = STOP_POLL) -> threading.Thread:
+    """A warm stop that needs no console: when the supervisor creates the file, act as on SIGTERM (Celery's
+    warm shutdown, uvicorn's graceful stop). Used where CTRL_BREAK cannot reach us (no shared console:
+    pythonw, a service, Wine) and on every OS when the supervisor prefers it."""
+    stop = Path(path)
+
+    def watch() -> None:
+        while not stop.exists():
+            threading.Event().wait(interval)
+        signal.raise_signal(signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="p419-stop-file", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_shutdown_on_ctrl_break() -> None:
+    """Windows: `p419 up` stops a child with CTRL_BREAK_EVENT; make that the same as SIGTERM."""
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, lambda *_: signal.raise_signal(signal.SIGTERM))
+
+
+def prepare(argv: list[str], environ: Mapping[str, str]) -> None:
+    """Everything before the hand-over. Raises LaunchError when the app cannot be loaded."""
+    from python419.platforms import detect_platform
+    from python419.supervisor.orphans import start_watchdog_from_env
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the app dir: `celery -A main` imports from it, as celery does
+    start_watchdog_from_env(detect_platform(), dict(environ))  # only under `p419 up`
+    warm_shutdown_on_ctrl_break()
+    if environ.get(stackenv.STOP_FILE):
+        watch_stop_file(environ[stackenv.STOP_FILE])
+    program = argv[0]
+    if program == "celery":
+        spec = celery_app_spec(argv) or environ.get(stackenv.CELERY_APP)
+        if spec:
+            configure_for_stack(load_celery_app(spec), environ)
+        if environ.get(stackenv.READY_FILE):
+            report_ready(environ[stackenv.READY_FILE])
+    elif program == "uvicorn":
+        # The API publishes tasks: its Celery app must use the stack's broker folders too.
+        spec = environ.get(stackenv.CELERY_APP)
+        if spec and environ.get(stackenv.BROKER) == "embedded":
+            configure_for_stack(load_celery_app(spec), environ)
+        target = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if target and "--factory" not in argv:
+            load_asgi_app(target)
+
+
+def hand_over(argv: list[str]) -> None:
+    program, args = argv[0], argv[1:]
+    if program == "celery":
+        from celery.__main__ import main as celery_main
+
+        sys.argv = ["celery", *args]
+        celery_main()
+    elif program == "uvicorn":
+        from uvicorn.main import main as uvicorn_main
+
+        uvicorn_main.main(args=args, prog_name="uvicorn")
+    else:
+        raise LaunchError(f"the launcher runs celery or uvicorn, not {program!r}")
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    if not argv:
+        print("usage: python -m python419.launch celery|uvicorn ARGS...", file=sys.stderr)
+        sys.exit(2)
+    try:
+        prepare(argv, environ)
+    except LaunchError as exc:
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, SyntaxError):
+            # The user's own code failed: its last frames say where.
+            tail = traceback.format_exception(type(cause), cause, cause.__traceback__, limit=-3)
+            sys.stderr.write("".join(tail))
+        print(f"p419: {exc}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_EXIT)
+    hand_over(argv)
+
+
+if __name__ == "__main__":
+    main()

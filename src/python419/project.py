@@ -1,0 +1,375 @@
+"""The project `p419` runs: the user's own (from `[tool.p419]` in pyproject.toml, or p419.toml, in the current
+folder or above), or the bundled products app when none is configured.
+
+Precedence, one rule for every key: flags > environment (P419_*) > config file > defaults.
+Reading the files is the only I/O here; resolving is a pure function of what was read.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from python419.platforms import Pool
+from python419.settings import Settings, check_broker, load_settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CONFIG_FILE = "p419.toml"
+PYPROJECT = "pyproject.toml"
+BUNDLED_API = "python419.api:app"
+BUNDLED_CELERY = "python419.tasks.celery_app"
+BUNDLED_READY_PATH = "/health?workers=false"
+DEFAULT_READY_PATH = "/"
+DEFAULT_GROUP = "worker"
+
+# Environment variables for project keys (the settings module owns P419_BROKER and P419_DATA_DIR).
+ENV_KEYS = {
+    "api": "P419_API",
+    "api_command": "P419_API_COMMAND",
+    "celery": "P419_CELERY",
+    "app_dir": "P419_APP_DIR",
+    "ready_path": "P419_READY_PATH",
+}
+
+
+class ProjectError(Exception):
+    """The project configuration is wrong: the message names the file and the key."""
+
+
+# --- the file format -----------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkerGroupConfig(_Strict):
+    name: str = DEFAULT_GROUP
+    count: int = Field(default=1, ge=1, le=64)
+    pool: Pool | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=256)
+    queues: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, - and _")
+        return value
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return [q.strip() for q in value.split(",") if q.strip()] if isinstance(value, str) else value
+
+
+class ProjectConfig(_Strict):
+    """`[tool.p419]` / p419.toml. Unknown keys are refused, so a typo is not silently ignored."""
+
+    app_dir: str | None = None
+    api: str | None = None
+    api_command: str | list[str] | None = None
+    celery: str | None = None
+    env_files: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    ready_path: str | None = None
+    broker: str | None = None
+    data_dir: str | None = None
+    workers: WorkerGroupConfig | list[WorkerGroupConfig] | int | None = None
+    beat: bool = False
+    flower: bool = False
+    reload: bool = False
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        return check_broker(value) if value is not None else None
+
+    @field_validator("ready_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must start with /, e.g. /health")
+        return value
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    path: Path  # the file
+    table: str  # "[tool.p419]" or "p419.toml"
+    config: ProjectConfig
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item.get("loc", ()))
+        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if item.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{where}: " + "; ".join(parts)
+
+
+def parse_config(data: Mapping[str, Any], where: str) -> ProjectConfig:
+    try:
+        return ProjectConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ProjectError(_describe(exc, where)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def find_config(start: Path) -> ConfigSource | None:
+    """p419.toml, or a pyproject.toml with [tool.p419], in `start` or the nearest folder above that has one."""
+    for folder in (start, *start.parents):
+        own = folder / CONFIG_FILE
+        if own.is_file():
+            data = read_toml(own)
+            table = data.get("tool", {}).get("p419", data) if "tool" in data else data
+            return ConfigSource(own, CONFIG_FILE, parse_config(table, str(own)))
+        pyproject = folder / PYPROJECT
+        if pyproject.is_file():
+            table = read_toml(pyproject).get("tool", {}).get("p419")
+            if table is not None:
+                return ConfigSource(pyproject, "[tool.p419]", parse_config(table, f"{pyproject} [tool.p419]"))
+    return None
+
+
+# --- the resolved project ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    name: str
+    count: int = 1
+    pool: Pool | None = None
+    concurrency: int | None = None
+    queues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What `p419 up` (and the other verbs) were given on the command line; None = not given."""
+
+    app_dir: str | None = None
+    api: str | None = None
+    api_command: str | None = None
+    celery: str | None = None
+    ready_path: str | None = None
+    broker: str | None = None
+    workers: int | None = None
+    pool: Pool | None = None
+    concurrency: int | None = None
+    queues: tuple[str, ...] | None = None
+    reload: bool | None = None
+    beat: bool | None = None
+    flower: bool | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path  # where the config is (or the working directory): relative paths start here
+    config_path: Path | None
+    bundled: bool
+    app_dir: Path
+    api: str | None
+    api_command: tuple[str, ...] | None
+    celery: str
+    ready_path: str
+    env_files: tuple[Path, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    workers: tuple[WorkerGroup, ...] = (WorkerGroup(DEFAULT_GROUP),)
+    broker_config: str | None = None  # the config file's (P419_BROKER wins over it)
+    broker_flag: str | None = None  # --broker (wins over everything)
+    data_dir: Path | None = None  # from the config file (P419_DATA_DIR wins)
+    reload: bool = False
+    beat: bool = False
+    flower: bool = False
+
+    @property
+    def label(self) -> str:
+        return "the bundled products app" if self.bundled else f"the project in {self.root}"
+
+    def key_source(self, key: str) -> str:
+        """Where a key came from, for error messages."""
+        return f"{key} in {self.config_path}" if self.config_path else key
+
+
+def _groups(value: WorkerGroupConfig | list[WorkerGroupConfig] | int | None) -> tuple[WorkerGroup, ...]:
+    if value is None:
+        configs = [WorkerGroupConfig()]
+    elif isinstance(value, int):
+        configs = [WorkerGroupConfig(count=value)]
+    elif isinstance(value, list):
+        configs = value or [WorkerGroupConfig()]
+    else:
+        configs = [value]
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ProjectError(f"workers: two groups are named {duplicates[0]!r}; give each group its own name")
+    return tuple(WorkerGroup(c.name, c.count, c.pool, c.concurrency, tuple(c.queues)) for c in configs)
+
+
+def _apply_flags(groups: tuple[WorkerGroup, ...], flags: Flags) -> tuple[WorkerGroup, ...]:
+    """Worker flags apply to every group."""
+    changes: dict[str, Any] = {}
+    if flags.workers is not None:
+        changes["count"] = flags.workers
+    if flags.pool is not None:
+        changes["pool"] = flags.pool
+    if flags.concurrency is not None:
+        changes["concurrency"] = flags.concurrency
+    if flags.queues is not None:
+        changes["queues"] = flags.queues
+    return tuple(replace(g, **changes) for g in groups)
+
+
+def _command(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    import shlex
+
+    if value is None:
+        return None
+    parts = tuple(shlex.split(value, posix=True)) if isinstance(value, str) else tuple(value)
+    return parts or None
+
+
+def resolve_project(
+    cwd: Path, environ: Mapping[str, str], flags: Flags, source: ConfigSource | None
+) -> Project:
+    """Pure: the project from the config file (if any), the environment and the flags."""
+    config = source.config if source else ProjectConfig()
+    root = source.path.parent if source else cwd
+
+    def pick(key: str) -> Any:
+        flag = getattr(flags, key)
+        if flag is not None:
+            return flag
+        env_name = ENV_KEYS.get(key)
+        if env_name and environ.get(env_name):
+            return environ[env_name]
+        return getattr(config, key)
+
+    api, api_command, celery = pick("api"), _command(pick("api_command")), pick("celery")
+    if api and api_command:
+        raise ProjectError(
+            "both api and api_command are set: api runs an ASGI app with uvicorn, api_command any other "
+            "server; keep one"
+        )
+    bundled = source is None and not (api or api_command or celery)
+    app_dir_value = pick("app_dir")
+    app_dir = (root / app_dir_value).resolve() if app_dir_value else root.resolve()
+    env_files = config.env_files if config.env_files is not None else [".env"]
+    groups = _apply_flags(_groups(config.workers), flags)
+    if bundled:
+        api, celery = BUNDLED_API, BUNDLED_CELERY
+    elif not celery:
+        raise ProjectError(
+            f"{source.path if source else 'the command line'}: no Celery app configured: set celery = "
+            '"MODULE[:ATTR]" (what you pass to celery -A), e.g. celery = "worker.celery"'
+        )
+    ready_path = pick("ready_path") or (BUNDLED_READY_PATH if bundled else DEFAULT_READY_PATH)
+    return Project(
+        root=root.resolve(),
+        config_path=source.path if source else None,
+        bundled=bundled,
+        app_dir=app_dir,
+        api=api,
+        api_command=api_command,
+        celery=celery,
+        ready_path=ready_path,
+        env_files=tuple((root / f).resolve() for f in env_files),
+        env=dict(config.env),
+        workers=groups,
+        broker_config=config.broker,
+        broker_flag=_broker_flag(flags.broker),
+        data_dir=(root / config.data_dir).resolve() if config.data_dir else None,
+        reload=bool(flags.reload if flags.reload is not None else config.reload),
+        beat=bool(flags.beat if flags.beat is not None else config.beat),
+        flower=bool(flags.flower if flags.flower is not None else config.flower),
+    )
+
+
+def _broker_flag(value: str | None) -> str | None:
+    try:
+        return check_broker(value) if value else None
+    except ValueError as exc:
+        raise ProjectError(f"--broker {value!r}: {exc}") from None
+
+
+def load_project(
+    flags: Flags | None = None, cwd: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Project:
+    cwd = cwd or Path.cwd()
+    environ = os.environ if environ is None else environ
+    return resolve_project(cwd, environ, flags or Flags(), find_config(cwd))
+
+
+def project_settings(project: Project) -> Settings:
+    """The user's settings for this project: its env files, then the environment; the config file's
+    data_dir and broker where neither sets them; --broker over everything."""
+    settings = load_settings(project.env_files)
+    changes: dict[str, Any] = {}
+    if "data_dir" not in settings.model_fields_set:
+        changes["data_dir"] = project.data_dir or (project.root / ".p419")
+    if project.broker_flag:
+        changes["broker"] = project.broker_flag
+    elif project.broker_config and "broker" not in settings.model_fields_set:
+        changes["broker"] = project.broker_config
+    return settings.model_copy(update=changes) if changes else settings
+
+
+# --- checks that need no import of the user's code -----------------------------------------------
+
+
+def module_findable(module: str, app_dir: Path) -> bool:
+    """Can `module` (dotted) be imported with app_dir first on sys.path? Looks for its top-level package
+    only (importing it would run the user's code)."""
+    top = module.split(".", 1)[0]
+    if importlib.machinery.PathFinder.find_spec(top, [str(app_dir)]) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None  # installed in this environment
+    except (ImportError, ValueError):
+        return False
+
+
+def preflight(project: Project) -> None:
+    """What can be known wrong before anything starts: missing folders and modules. Raises ProjectError."""
+    if not project.app_dir.is_dir():
+        raise ProjectError(f"{project.key_source('app_dir')}: folder {project.app_dir} does not exist")
+    for key in ("api", "celery"):
+        value = getattr(project, key)
+        if not value:
+            continue
+        module = value.split(":", 1)[0]
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ProjectError(f"{project.key_source(key)}: {value!r} is not MODULE[:ATTR]")
+        # celery -A also accepts MODULE.ATTR: try the whole dotted name, then without its last part.
+        candidates = [module] if ":" in value or key == "api" else [module, module.rsplit(".", 1)[0]]
+        if not any(module_findable(c, project.app_dir) for c in candidates):
+            raise ProjectError(
+                f"{project.key_source(key)}: no module {module.split('.', 1)[0]!r} in {project.app_dir} "
+                "(set app_dir to the folder your code runs from)"
+            )

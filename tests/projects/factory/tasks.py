@@ -1,0 +1,14 @@
+from celery import current_app, shared_task
+
+
+@shared_task(name="tasks.urgent", bind=True)
+def urgent(self, n):
+    return {"double": n * 2, "queue": self.request.delivery_info.get("routing_key"), "worker": self.request.hostname}
+
+
+@shared_task(name="tasks.later")
+def later(n):
+    return n
+
+
+__all__ = ["current_app", "urgent", "later"]

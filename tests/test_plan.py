@@ -1,0 +1,151 @@
+"""The plan: a pure function of the project, the settings and the broker decision, previewed for any OS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from python419.platforms import CREATE_NEW_PROCESS_GROUP
+from python419.project import Flags
+from python419.supervisor.plan import PlanError, choose_broker, plan_lines, redis_config
+from tests.plans import plan_for
+
+
+def test_broker_choice() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    pick = lambda mode, **kw: choose_broker(mode, url=kw.pop("url", url), platform="linux", **kw)  # noqa: E731
+    assert pick("auto", answers=True, redis_binary=None).kind == "reuse-redis"
+    assert pick("auto", answers=False, redis_binary="/usr/bin/redis-server").kind == "start-redis"
+    fallback = pick("auto", answers=False, redis_binary=None)
+    assert (
+        fallback.kind == "embedded" and fallback.loud and "apt-get install redis-server" in fallback.message
+    )
+    assert pick("embedded", answers=True, redis_binary="x").kind == "embedded"
+    remote = pick("auto", url="redis://cache.internal:6379/0", answers=False, redis_binary="x")
+    assert remote.kind == "remote-redis"
+    # 127.0.0.2 is loopback too: the same answer as the doctor's (one rule, python419.addresses)
+    assert pick("auto", url="redis://127.0.0.2:6379/0", answers=False, redis_binary="x").kind == "start-redis"
+    with pytest.raises(PlanError, match="no Redis server found"):
+        pick("redis", answers=False, redis_binary=None)
+
+
+def test_windows_plan_is_solo_one_process_per_unit_of_concurrency(tmp_path: Path) -> None:
+    plan = plan_for(
+        "windows",
+        tmp_path,
+        Flags(workers=2, pool="prefork", concurrency=2),
+        redis_binary="memurai.exe",
+        python="C:\\py\\python.exe",
+        supervisor_pid=99,
+    )
+    assert [c.name for c in plan.children] == ["redis", "api", "worker1", "worker2", "worker3", "worker4"]
+    for n, worker in enumerate(plan.by_kind("worker"), start=1):
+        assert worker.argv[:6] == [
+            "C:\\py\\python.exe",
+            "-m",
+            "python419.launch",
+            "celery",
+            "-A",
+            "python419.tasks.celery_app",
+        ]
+        assert "--pool=solo" in worker.argv and "--concurrency=1" in worker.argv
+        assert f"--hostname=worker{n}@%h" in worker.argv and "prefork" not in " ".join(worker.argv)
+        assert worker.env["P419_STACK_READY_FILE"].endswith(f"worker{n}.ready")
+        assert worker.stop_file is not None and worker.env["P419_STACK_STOP_FILE"] == str(worker.stop_file)
+    assert plan.creation_flags == CREATE_NEW_PROCESS_GROUP and not plan.new_session
+    assert plan.stop == "ctrl-break" and plan.orphan_guard == "job-object"
+    assert any("WinError" in w for w in plan.warnings)
+    redis_argv = plan.by_kind("redis")[0].argv
+    assert redis_argv[:5] == ["memurai.exe", "--port", "6379", "--bind", "127.0.0.1"]
+    assert redis_argv[redis_argv.index("--dir") + 1] == str(tmp_path / "redis")
+    assert plan.env["P419_STACK_BROKER"] == "redis" and plan.env["P419_STACK_SUPERVISOR_PID"] == "99"
+    assert plan.env["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    text = "\n".join(plan_lines(plan))
+    assert "--pool=solo" in text and "ctrl-break" in text and "0x200" in text
+    assert '"C:\\py\\python.exe" -m' not in text  # no quoting needed: list2cmdline, as Windows takes it
+
+
+def test_linux_plan_embedded_prefork_and_queues(tmp_path: Path) -> None:
+    plan = plan_for(
+        "linux",
+        tmp_path,
+        Flags(workers=2, pool="prefork", concurrency=3, queues=("hi", "lo")),
+        mode="embedded",
+    )
+    assert [c.kind for c in plan.children] == ["api", "worker", "worker"]
+    assert plan.env["P419_STACK_BROKER"] == "embedded" and plan.env["CELERY_BROKER_URL"] == "filesystem://"
+    worker = plan.by_kind("worker")[0].argv
+    assert "--concurrency=3" in worker and "--pool=prefork" in worker
+    assert worker[worker.index("-Q") + 1] == "hi,lo"
+    assert plan.creation_flags == 0 and plan.new_session and plan.stop == "signal"
+    assert plan.orphan_guard == "pdeathsig" and plan.by_kind("worker")[0].stop_file is None
+
+
+def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
+    plan = plan_for("macos", tmp_path)
+    assert plan.orphan_guard == "watchdog"
+    assert plan.by_kind("redis")[0].argv[:4] == ["py", "-m", "python419.supervisor.guard", "redis-server"]
+    assert plan_for("linux", tmp_path).by_kind("redis")[0].argv[0] == "redis-server"
+
+
+def test_no_uvicorn_reload_under_up_on_windows(tmp_path: Path) -> None:
+    windows = plan_for("windows", tmp_path, Flags(reload=True), mode="embedded")
+    assert "--reload" not in windows.by_kind("api")[0].argv
+    assert any("CTRL_C_EVENT" in w for w in windows.warnings)
+    assert windows.env["PYTHONIOENCODING"] == "utf-8"
+    linux = plan_for("linux", tmp_path, Flags(reload=True), mode="embedded")
+    assert "--reload" in linux.by_kind("api")[0].argv and not linux.warnings
+
+
+def test_user_project_plan(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    config = {
+        "app_dir": "project",
+        "api": "main:app",
+        "celery": "worker.celery",
+        "ready_path": "/ping",
+        "env": {"DATABASE_URL": "sqlite:///x.db", "API_TOKEN": "s3cret"},
+        "workers": [{"name": "fast", "queues": ["high_priority", "default"]}, {"name": "slow", "count": 2}],
+    }
+    plan = plan_for("linux", tmp_path, config=config, mode="embedded")
+    api = plan.by_kind("api")[0]
+    assert api.argv == [
+        "py",
+        "-m",
+        "python419.launch",
+        "uvicorn",
+        "main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+    ]
+    assert api.cwd == tmp_path / "project" and api.ready is not None
+    assert api.ready.kind == "http" and api.ready.target == "http://127.0.0.1:8000/ping"
+    assert [c.name for c in plan.by_kind("worker")] == ["fast1", "slow1", "slow2"]
+    fast = plan.by_kind("worker")[0].argv
+    assert (
+        fast[3:7] == ["celery", "-A", "worker.celery", "worker"]
+        and fast[fast.index("-Q") + 1] == "high_priority,default"
+    )
+    assert (
+        plan.env["DATABASE_URL"] == "sqlite:///x.db" and plan.env["P419_STACK_CELERY_APP"] == "worker.celery"
+    )
+    text = "\n".join(plan_lines(plan))
+    assert "s3cret" not in text and "API_TOKEN=***" in text
+
+
+def test_api_command_is_ready_on_tcp(tmp_path: Path) -> None:
+    plan = plan_for(
+        "linux", tmp_path, config={"api_command": "python manage.py runserver 8000", "celery": "proj"}
+    )
+    api = plan.by_kind("api")[0]
+    assert api.argv == ["python", "manage.py", "runserver", "8000"]
+    assert api.ready is not None and api.ready.kind == "tcp" and api.ready.target == "127.0.0.1:8000"
+
+
+def test_redis_password_is_decoded_for_the_server() -> None:
+    # Clients log in with the decoded password: the server must be given the same one.
+    assert redis_config("redis://:p%40ssWord99@127.0.0.1:6379/0") == "requirepass p@ssWord99\n"
+    assert redis_config("redis://127.0.0.1:6379/0") is None

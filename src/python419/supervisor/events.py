@@ -64,4 +64,10 @@ class Note:
     loud: bool = False
 
 
-Event = Output | Started | ChildReady | StackReady | Exited | Restarting | Failed | Stopping | Note
+@dataclass(frozen=True)
+class Drained:
+    """The manager has handled every line waiting for it and is about to wait: a burst of output ended.
+    Listeners that buffer (the printer's console and file logs) flush here, once per burst, not per line."""
+
+
+Event = Drained | Output | Started | ChildReady | StackReady | Exited | Restarting | Failed | Stopping | Note

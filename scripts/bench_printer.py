@@ -105,7 +105,7 @@ def _manager_cpu(lines: int) -> float:
                 seen[0] += 1
             printer.handle(event)
 
-        lines_q = queue.SimpleQueue() if hasattr(Manager, "wait_for") else queue.Queue()
+        lines_q: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         factory = ProcessFactory(platform, dict(os.environ), lambda n, line: lines_q.put((n, line)), None)
         manager = Manager(
             plan,

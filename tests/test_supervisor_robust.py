@@ -9,16 +9,26 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from rich.console import Console
 
 from python419.supervisor import events as ev
-from python419.supervisor.printer import Printer
+from python419.supervisor.manager import IDLE_POLL, Manager, stop_exit_code, stopped_cleanly
+from python419.supervisor.plan import ChildSpec
+from python419.supervisor.printer import Printer, describe
+from tests.conftest import clean_environ
+from tests.fake_telegram import FakeTelegram
+from tests.procs import free_port, wait_until
+from tests.test_supervisor_unit import FakeChild, World
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -146,3 +156,225 @@ def test_a_full_disk_degrades_the_file_log_once_and_the_printer_goes_on(tmp_path
     assert notes[0].startswith("p419    | ") and "No space left on device" in notes[0]
     assert lines[-1] == "api     | still here"
     assert sum(1 for line in lines if line.startswith("worker1 | ")) == 3000
+
+
+# --- the manager: stop sequence, wake-ups, reporting (issue 11) ----------------------------------
+
+
+class SlowDeathChild(FakeChild):
+    """Like a real process: after SIGKILL its exit status comes back a moment later; after our SIGTERM it
+    exits with the status its program chooses (uvicorn re-raises SIGTERM: -15)."""
+
+    def __init__(self, spec: ChildSpec, world: World) -> None:
+        super().__init__(spec, world)
+        self.killed_at: float | None = None
+
+    def poll(self) -> int | None:
+        if self.killed_at is not None and self.code is None and self.world.clock.now >= self.killed_at + 0.1:
+            self.code = -9
+        code = super().poll()
+        if code == 0 and self.spec.name in STOP_CODES:
+            self.code = code = STOP_CODES[self.spec.name]
+        return code
+
+    def kill_tree(self) -> None:
+        if self.code is None and self.killed_at is None:
+            self.world.log.append(("kill", self.spec.name, self.world.clock.now))
+            self.killed_at = self.world.clock.now
+
+
+STOP_CODES = {"api": -15, "redis": 0, "worker2": 3}
+
+
+class SlowDeathWorld(World):
+    def factory(self, spec: ChildSpec) -> FakeChild:
+        child = SlowDeathChild(spec, self)
+        self.children.setdefault(spec.name, []).append(child)
+        self.log.append(("start", spec.name, self.clock.now))
+        return child
+
+
+def test_a_double_interrupt_reports_the_whole_stop(tmp_path: Path) -> None:
+    world = SlowDeathWorld(ignores_stop={"worker1"})
+    manager = world.manager(tmp_path, grace=60.0)
+    original_sleep = world.clock.sleep
+
+    def sleep(seconds: float) -> None:
+        original_sleep(seconds)
+        if manager.stack_ready:
+            manager.request_stop("received SIGINT", 130)
+            if any(kind == "stop" for kind, *_ in world.log):
+                manager.request_stop("received SIGINT", 130)
+
+    manager.sleep = sleep
+    assert manager.run() == 130
+    exits = {e.name: e for e in world.of(ev.Exited)}
+    assert sorted(exits) == ["api", "redis", "worker1", "worker2"]
+    assert len(world.of(ev.Exited)) == 4, "each child is reported exactly once"
+    assert exits["worker1"].killed and exits["worker1"].code == -9
+    assert exits["api"].clean and not exits["api"].killed, "died of our SIGTERM: a clean stop"
+    assert exits["worker2"].code == 3 and not exits["worker2"].clean
+    [stopped] = world.of(ev.Stopped)
+    assert stopped.forced and stopped.killed == ("worker1",)
+    assert world.events[-1] == stopped, "the report closes the stop"
+    words = [describe(e)[0] for e in world.events if isinstance(e, ev.Exited | ev.Stopped)]
+    assert "api stopped" in words and "api stopped (exit code -15)" not in words
+    assert "worker1 killed" in words and "worker2 stopped with exit code 3" in words
+    assert any(w and w.endswith("killed after the second interrupt: worker1") for w in words)
+
+
+def test_exit_codes_for_each_way_of_asking_a_stop() -> None:
+    assert stop_exit_code("SIGINT") == 130
+    assert stop_exit_code("SIGHUP") == 129
+    assert stop_exit_code("SIGTERM") == 0 and stop_exit_code("SIGBREAK") == 0
+    assert stop_exit_code(None) == 0  # p419 down
+    assert stopped_cleanly(0) and stopped_cleanly(-15) and stopped_cleanly(143)
+    assert stopped_cleanly(0xC000013A)  # Windows: a console program ended by CTRL_BREAK
+    assert not stopped_cleanly(1) and not stopped_cleanly(-9) and not stopped_cleanly(None)
+
+
+def test_an_idle_stack_wakes_the_supervisor_a_few_times_a_second(tmp_path: Path) -> None:
+    world = World()
+    manager = world.manager(tmp_path)
+    waits_when_ready: list[float] = []
+    original_sleep = world.clock.sleep
+
+    def sleep(seconds: float) -> None:
+        if manager.stack_ready:
+            waits_when_ready.append(world.clock.now)
+        original_sleep(seconds)
+
+    manager.sleep = sleep
+    manager.stop_requested = lambda: world.clock.now >= 60.0
+    assert manager.run() == 0
+    idle = [t for t in waits_when_ready if t < 60.0]  # not the waits of the stop sequence
+    per_second = len(idle) / (60.0 - idle[0])
+    assert per_second <= 1 / IDLE_POLL + 0.1, f"{per_second:.1f} wake-ups a second (the 50 ms tick: 20)"
+    assert IDLE_POLL <= 0.5, "a child's exit, `p419 down` and (Windows) Ctrl+C are noticed within IDLE_POLL"
+
+
+def test_a_blocked_wait_returns_at_once_on_a_line_or_a_stop(tmp_path: Path) -> None:
+    """Real clock and queue: the loop sleeps in the queue, not in a tick; a stop request wakes it."""
+    world = World()
+    plan = world.manager(tmp_path).plan
+    manager = Manager(plan, world.factory, world.probe, world.events.append, idle_poll=30.0)
+    threading.Timer(0.3, manager.lines.put, args=(("api", "a line while idle"),)).start()
+    threading.Timer(0.6, manager.request_stop, args=("received SIGTERM", 0)).start()
+    began = time.monotonic()
+    assert manager.run() == 0
+    assert time.monotonic() - began < 15, "the stop request must wake the loop, not wait out idle_poll"
+    assert ev.Output("api", "a line while idle") in world.events
+    assert manager.wake_ups < 30, manager.wake_ups
+
+
+def test_a_listener_that_raises_cannot_skip_the_stop_sequence(tmp_path: Path) -> None:
+    world = World()
+
+    def emit(event: ev.Event) -> None:
+        world.events.append(event)
+        if isinstance(event, ev.StackReady | ev.Stopping):
+            raise SystemError("a printer bug")
+
+    plan = world.manager(tmp_path).plan
+    manager = Manager(plan, world.factory, world.probe, emit, clock=world.clock, sleep=world.clock.sleep)
+    manager.stop_requested = lambda: manager.stack_ready
+    with pytest.raises(SystemError, match="a printer bug"):
+        manager.run()
+    stops = [name for kind, name, _ in world.log if kind == "stop"]
+    assert stops == ["worker1", "worker2", "api", "redis"]
+    assert len(world.of(ev.Exited)) == 4 and world.of(ev.Stopped)
+
+
+# --- real `p419 up` ---------------------------------------------------------------------------
+
+
+class PipedUp:
+    """`p419 up` with its stdout on a pipe we hold (as `| tee` would), stderr in a file."""
+
+    def __init__(
+        self, tmp_path: Path, telegram: FakeTelegram, *args: str, data_dir: Path | None = None
+    ) -> None:
+        self.data_dir = data_dir or tmp_path / "data"
+        self.api_port = free_port()
+        self.env = {
+            **clean_environ(),
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "P419_API_PORT": str(self.api_port),
+            "P419_DATA_DIR": str(self.data_dir),
+            "TELEGRAM_BOT_TOKEN": telegram.token,
+            "TELEGRAM_CHAT_ID": telegram.chat_id,
+            "TELEGRAM_API_URL": telegram.url,
+            "P419_SWEEP_INTERVAL": "0.5",
+            "P419_LEASE_SECONDS": "3",
+            "TELEGRAM_TIMEOUT": "0.9",
+        }
+        self.stderr = tmp_path / "up.stderr"
+        with self.stderr.open("wb") as handle:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "python419", "up", *args],
+                env=self.env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=handle,
+            )
+        self.seen: list[str] = []
+
+    def read_until(self, text: str, timeout: float = 40) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        for raw in self.proc.stdout:
+            self.seen.append(raw.decode("utf-8", "replace"))
+            if text in self.seen[-1]:
+                return
+            assert time.monotonic() < deadline, "".join(self.seen)[-3000:]
+        raise AssertionError(f"{text!r} never came:\n{''.join(self.seen)[-3000:]}\n{self.stderr.read_text()}")
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / "logs" / f"{name}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            kids = self.descendants()
+            self.proc.kill()
+            for kid in kids:
+                with contextlib.suppress(psutil.Error):
+                    kid.kill()
+        self.proc.wait(10)
+
+
+def all_gone(procs: list[psutil.Process]) -> bool:
+    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture
+def piped_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
+    started: list[PipedUp] = []
+
+    def make(*args: str, **kw: Path) -> PipedUp:
+        started.append(PipedUp(tmp_path, telegram, *args, **kw))
+        return started[-1]
+
+    yield make
+    for up in started:
+        up.cleanup()
+
+
+def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> None:
+    up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "8")
+    up.read_until("ready in")
+    kids = up.descendants()
+    assert up.proc.stdout is not None
+    up.proc.stdout.close()  # tee died with the Ctrl+C: the pipe has no reader any more
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(30) == 130, up.stderr.read_text()
+    own = up.log("p419")
+    assert "stopping: received SIGINT" in own and "console output stopped (Broken pipe)" in own, own
+    assert "worker1 stopped" in own and "api stopped" in own and "stopped in" in own, own
+    assert "Warm shutdown" in up.log("worker1"), "the worker was asked to stop, not left to its pdeathsig"
+    assert not (up.data_dir / "run" / "up.json").exists()
+    assert wait_until(lambda: all_gone(kids), 10)
+    assert "Traceback" not in up.stderr.read_text() and "Exception ignored" not in up.stderr.read_text()

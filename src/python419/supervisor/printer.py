@@ -269,10 +269,14 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
             return f"{name} ready in {seconds:.2f}s", "green"
         case ev.StackReady(seconds, urls):
             return f"ready in {seconds:.2f}s: API {urls[0]}  docs {urls[1]}  (Ctrl+C to stop)", "bold green"
-        case ev.Exited(name, code, expected):
-            if expected:
-                return f"{name} stopped (exit code {code})", None
-            return f"{name} exited unexpectedly with code {code}", "red"
+        case ev.Exited(name, code, expected, clean, killed):
+            if not expected:
+                return f"{name} exited unexpectedly with code {code}", "red"
+            if killed:
+                return f"{name} killed", "yellow"
+            if clean:
+                return f"{name} stopped", None
+            return f"{name} stopped with exit code {code}", "yellow"
         case ev.Restarting(name, delay, failures):
             return f"restarting {name} in {delay:g}s (failure {failures} in a row)", "yellow"
         case ev.Failed(name, reason, tail):
@@ -280,6 +284,11 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
             return f"{name} {reason}{more}", "bold red"
         case ev.Stopping(reason, force):
             return (f"{reason}", "bold red") if force else (f"stopping: {reason}", "yellow")
+        case ev.Stopped(seconds, killed, forced):
+            if not killed:
+                return f"stopped in {seconds:.2f}s", "green"
+            why = "after the second interrupt" if forced else "after the grace period"
+            return f"stopped in {seconds:.2f}s; killed {why}: {', '.join(killed)}", "yellow"
         case ev.Note(text, loud):
             return text, "bold yellow" if loud else None
     return None, None

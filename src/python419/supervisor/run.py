@@ -16,7 +16,7 @@ from python419.broker import redis_answers
 from python419.platforms import detect_platform, find_redis_server, supervisor_stop_signals
 from python419.settings import Settings, safe_url
 from python419.supervisor import events as ev
-from python419.supervisor.manager import Manager
+from python419.supervisor.manager import Manager, stop_exit_code
 from python419.supervisor.orphans import JobObject
 from python419.supervisor.plan import (
     Plan,
@@ -104,7 +104,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
 
     # Process-level decisions follow the OS we really run on; the plan may preview another (P419_PLATFORM).
     os_platform = detect_platform()
-    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    lines: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()  # put from signal handlers too
     job, job_error = None, None
     if os_platform == "windows":
         try:
@@ -133,7 +133,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     )
 
     def on_signal(signum: int, _: Any) -> None:
-        manager.request_stop(f"received {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        manager.request_stop(f"received {name}", stop_exit_code(name))
 
     install_stop_handlers(supervisor_stop_signals(os_platform), on_signal)
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))

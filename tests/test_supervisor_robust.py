@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +22,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 from rich.console import Console
 
 from python419.supervisor import events as ev
 from python419.supervisor.manager import IDLE_POLL, Manager, stop_exit_code, stopped_cleanly
+from python419.supervisor.orphans import pdeathsig_for
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe
 from tests.conftest import clean_environ
@@ -329,6 +334,17 @@ class PipedUp:
             assert time.monotonic() < deadline, "".join(self.seen)[-3000:]
         raise AssertionError(f"{text!r} never came:\n{''.join(self.seen)[-3000:]}\n{self.stderr.read_text()}")
 
+    def keep_draining(self) -> None:
+        """Read stdout from now on in the background, so the supervisor never blocks on a full pipe."""
+        assert self.proc.stdout is not None
+        stream = self.proc.stdout
+        threading.Thread(
+            target=lambda: [self.seen.append(line.decode()) for line in stream], daemon=True
+        ).start()
+
+    def state(self) -> dict:
+        return json.loads((self.data_dir / "run" / "up.json").read_text())
+
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
@@ -378,3 +394,101 @@ def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> N
     assert not (up.data_dir / "run" / "up.json").exists()
     assert wait_until(lambda: all_gone(kids), 10)
     assert "Traceback" not in up.stderr.read_text() and "Exception ignored" not in up.stderr.read_text()
+
+
+# --- 4. no child outlives the supervisor (issue 12 item 6) ------------------------------------------
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def redis_that_cannot_save(tmp_path: Path, port: int) -> list[str]:
+    """A real redis-server that will ignore SIGTERM: its --dir is deleted once it runs, so the RDB snapshot
+    it takes before exiting fails ("Error trying to save the DB, can't exit"), as on a full disk."""
+    assert REDIS_SERVER, "redis-server is needed (scripts/test installs it)"
+    (tmp_path / "redis").mkdir()
+    return [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path / "redis")]
+
+
+def test_only_our_python_children_get_a_parent_death_sigterm() -> None:
+    assert pdeathsig_for("api") == signal.SIGTERM and pdeathsig_for("worker") == signal.SIGTERM
+    assert pdeathsig_for("redis") == signal.SIGKILL  # runs no watchdog of ours; may ignore SIGTERM
+
+
+def test_a_child_that_ignores_sigterm_dies_with_a_supervisor_killed_hard(tmp_path: Path) -> None:
+    """A stand-in supervisor starts children with the real ProcessFactory, then is killed with -9."""
+    port = free_port()
+    argv = redis_that_cannot_save(tmp_path, port)
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from python419.platforms import detect_platform
+        from python419.supervisor.plan import ChildSpec
+        from python419.supervisor.process import ProcessFactory
+
+        factory = ProcessFactory(detect_platform(), dict(os.environ), lambda n, line: None, None)
+        redis = factory(ChildSpec("redis", "redis", {argv!r}))
+        stubborn = factory(ChildSpec("redis", "redis", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]))
+        print(redis.pid, stubborn.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert supervisor.stdout is not None
+    pids = [int(pid) for pid in supervisor.stdout.readline().split()]
+    kids = [psutil.Process(pid) for pid in pids]
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    assert wait_until(client.ping, 10)
+    shutil.rmtree(tmp_path / "redis")
+    # the precondition, checked for real: SIGTERM does not end this redis-server
+    os.kill(pids[0], signal.SIGTERM)
+    time.sleep(0.5)
+    assert kids[0].is_running() and kids[0].status() != psutil.STATUS_ZOMBIE and client.ping()
+    try:
+        supervisor.kill()
+        supervisor.wait(5)
+        assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
+    finally:
+        for kid in kids:
+            with contextlib.suppress(psutil.Error):
+                kid.kill()
+
+
+def test_up_killed_hard_leaves_no_redis_even_when_redis_cannot_save(piped_up, tmp_path: Path) -> None:
+    up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3")
+    up.read_until("ready in")
+    up.keep_draining()
+    kids = up.descendants()
+    redis_pid = up.state()["children"]["redis"]["pid"]
+    assert psutil.Process(redis_pid).name().startswith("redis-server")
+    shutil.rmtree(up.data_dir / "redis")  # from now on it cannot save, so it ignores SIGTERM
+    up.proc.kill()
+    up.proc.wait(5)
+    assert wait_until(lambda: all_gone(kids), 15), [p.cmdline() for p in kids if p.is_running()]
+
+
+def test_the_guard_kills_a_command_that_ignores_sigterm_when_the_supervisor_dies(tmp_path: Path) -> None:
+    """macOS has no parent-death signal: redis runs under the guard, whose watchdog must escalate to SIGKILL."""
+    script = textwrap.dedent(
+        """
+        import subprocess, sys, time, psutil
+        guard = subprocess.Popen(
+            [sys.executable, "-m", "python419.supervisor.guard",
+             "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+        )
+        while not psutil.Process(guard.pid).children():
+            time.sleep(0.05)
+        print(psutil.Process(guard.pid).children()[0].pid, guard.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert supervisor.stdout is not None
+    kids = [psutil.Process(int(pid)) for pid in supervisor.stdout.readline().split()]
+    try:
+        supervisor.kill()
+        supervisor.wait(5)
+        assert wait_until(lambda: all_gone(kids), 20), [p.cmdline() for p in kids if p.is_running()]
+    finally:
+        for kid in kids:
+            with contextlib.suppress(psutil.Error):
+                kid.kill()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import psutil
 
 from python419.platforms import Platform, creation_flags, starts_new_session, stop_method
-from python419.supervisor.orphans import JobObject, pdeathsig_preexec
+from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec
 
 LineSink = Callable[[str, str], None]
@@ -80,7 +80,11 @@ class ProcessFactory:
         self, platform: Platform, base_env: dict[str, str], sink: LineSink, job: JobObject | None
     ) -> None:
         self.platform, self.base_env, self.sink, self.job = platform, base_env, sink, job
-        self._preexec = pdeathsig_preexec() if platform == "linux" else None
+        self._preexec = (
+            {kind: pdeathsig_preexec(pdeathsig_for(kind)) for kind in ("redis", "api", "worker")}
+            if platform == "linux"
+            else {}
+        )
 
     def __call__(self, spec: ChildSpec) -> OsChild:
         options: dict[str, Any] = {}
@@ -88,8 +92,8 @@ class ProcessFactory:
             options["creationflags"] = creation_flags(self.platform)
         else:
             options["start_new_session"] = starts_new_session(self.platform)
-            if self._preexec:
-                options["preexec_fn"] = self._preexec
+            if self._preexec.get(spec.kind):
+                options["preexec_fn"] = self._preexec[spec.kind]
         popen = subprocess.Popen(
             spec.argv,
             env={**self.base_env, **spec.env},

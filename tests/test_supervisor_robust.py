@@ -30,6 +30,7 @@ from python419.supervisor.manager import IDLE_POLL, Manager, stop_exit_code, sto
 from python419.supervisor.orphans import pdeathsig_for
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe
+from python419.supervisor.state import UpLock, lock_method, read_state
 from tests.conftest import clean_environ
 from tests.fake_telegram import FakeTelegram
 from tests.procs import free_port, wait_until
@@ -492,3 +493,146 @@ def test_the_guard_kills_a_command_that_ignores_sigterm_when_the_supervisor_dies
         for kid in kids:
             with contextlib.suppress(psutil.Error):
                 kid.kill()
+
+
+# --- 5. one `up` per data dir; bad state files (issue 12 items 9, 10) --------------------------------
+
+LOCKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from python419.platforms import detect_platform
+    from python419.supervisor.state import AlreadyRunning, UpLock
+
+    run_dir, go = Path(sys.argv[1]), Path(sys.argv[2])
+    while not go.exists():
+        time.sleep(0.001)
+    try:
+        lock = UpLock(run_dir, detect_platform()).acquire()
+    except AlreadyRunning as exc:
+        print("lost:", exc, flush=True)
+        sys.exit(1)
+    print("won", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_the_lock_is_flock_on_posix_and_lockfile_on_windows() -> None:
+    assert [lock_method(p) for p in ("linux", "macos", "windows")] == ["flock", "flock", "msvcrt"]  # type: ignore[arg-type]
+
+
+def test_the_lock_lets_exactly_one_of_several_simultaneous_ups_through(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(tmp_path / "run"), str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(0.5)  # all four are waiting for the same moment
+        go.touch()
+        answers = [r.stdout.readline().strip() for r in racers if r.stdout]
+        assert sorted(a.split(":")[0] for a in answers) == ["lost", "lost", "lost", "won"], answers
+        [winner] = [r for r, a in zip(racers, answers, strict=True) if a == "won"]
+        assert all(f"(pid {winner.pid})" in a for a in answers if a.startswith("lost"))
+        winner.kill()  # killed hard: the OS releases the lock, no stale lock to clean up
+        winner.wait(5)
+        with UpLock(tmp_path / "run", "linux") as lock:
+            assert lock.fd is not None
+    finally:
+        for r in racers:
+            r.kill()
+            r.wait(5)
+
+
+def test_two_ups_on_one_data_dir_at_the_same_moment_only_one_runs(piped_up, tmp_path: Path) -> None:
+    args = ("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
+    first, second = piped_up(*args), piped_up(*args, data_dir=tmp_path / "data")
+    assert first.data_dir == second.data_dir and first.api_port != second.api_port
+    ended = [up for up in (first, second) if wait_until(lambda up=up: up.proc.poll() is not None, 20)]
+    assert len(ended) == 1, "exactly one of them must refuse to start"
+    [loser] = ended
+    [winner] = [up for up in (first, second) if up is not loser]
+    assert loser.proc.returncode == 1
+    message = loser.stderr.read_text()
+    assert f"already running for {loser.data_dir}" in message and "Traceback" not in message
+    winner.read_until("ready in")
+    winner.keep_draining()
+    assert winner.state()["pid"] == winner.proc.pid
+    winner.proc.send_signal(signal.SIGTERM)
+    assert winner.proc.wait(30) == 0  # SIGTERM (a service manager, `p419 down`): exit 0
+
+
+def p419(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "python419", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_read_only_data_dir_is_one_clear_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(data)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        if os.geteuid() == 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
+        data.chmod(0o555)  # not root: permissions make it read-only
+    try:
+        env = {**clean_environ(), "P419_DATA_DIR": str(data), "P419_API_PORT": str(free_port())}
+        up = p419(env, "up", "--broker", "embedded", "--pool", "solo")
+        assert up.returncode == 1
+        assert "Traceback" not in up.stderr and len(up.stderr.strip().splitlines()) == 1, up.stderr
+        assert "cannot write to the data dir" in up.stderr and "P419_DATA_DIR" in up.stderr
+        status = p419(env, "status")
+        assert status.returncode == 1 and "not running" in status.stderr and "Traceback" not in status.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)
+
+
+CORRUPT_STATES = {
+    "pid null": '{"pid": null}',
+    "a list": "[]",
+    "no children": None,  # a live pid and its real create_time, but no children: filled in below
+    "children of the wrong type": None,
+    "not JSON": '{"pid": 12',
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT_STATES))
+def test_a_corrupt_state_file_is_one_clear_line_for_status_and_down(tmp_path: Path, case: str) -> None:
+    me = psutil.Process()
+    live = {"pid": me.pid, "create_time": me.create_time(), "api_url": "http://x", "ready": True}
+    contents = {
+        **CORRUPT_STATES,
+        "no children": json.dumps(live),
+        "children of the wrong type": json.dumps({**live, "children": {"api": {"pid": "12", "state": 3}}}),
+    }
+    run_dir = tmp_path / "data" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "up.json").write_text(contents[case] or "")
+    assert read_state(run_dir) is None
+    env = {**clean_environ(), "P419_DATA_DIR": str(tmp_path / "data")}
+    for verb in ("status", "down"):
+        done = p419(env, verb)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "not running" in done.stderr
+
+
+def test_up_moves_a_corrupt_state_file_aside_and_starts(piped_up, tmp_path: Path) -> None:
+    run_dir = tmp_path / "data" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "up.json").write_text('{"pid": null}')
+    up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
+    up.read_until("ready in")
+    up.keep_draining()
+    assert any("state file was corrupt: moved it aside" in line for line in up.seen)
+    [aside] = run_dir.glob("up.json.corrupt-*")
+    assert aside.read_text() == '{"pid": null}'
+    assert up.state()["pid"] == up.proc.pid
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(30) == 0
+    assert not (run_dir / "up.json").exists()

@@ -31,7 +31,7 @@ from python419.supervisor.plan import (
 from python419.supervisor.printer import Printer, plan_lines
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
-from python419.supervisor.state import STOP_FILE, StateFile, read_state
+from python419.supervisor.state import STOP_FILE, StateError, StateFile, UpLock
 
 
 class UpError(Exception):
@@ -90,11 +90,11 @@ def dry_run(plan: Plan, console: Console) -> None:
 
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
     run_dir = plan.data_dir / "run"
-    running = read_state(run_dir)
-    if running is not None:
-        raise UpError(
-            f"p419 up is already running for {plan.data_dir} (pid {running['pid']}); p419 down stops it"
-        )
+    lock = UpLock(run_dir, detect_platform())
+    try:
+        lock.acquire()  # held until we return; the OS releases it if we die
+    except StateError as exc:  # already running, or a read-only data dir: one line
+        raise UpError(str(exc)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     (plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
     if plan.by_kind("redis") and "REDIS_URL" in plan.env:
@@ -137,6 +137,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         manager.request_stop(f"received {name}", stop_exit_code(name))
 
     install_stop_handlers(supervisor_stop_signals(os_platform), on_signal)
+    if lock.moved_aside:
+        emit(ev.Note(f"the state file was corrupt: moved it aside to {lock.moved_aside}", loud=True))
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
     if job_error:
         emit(ev.Note(job_error, loud=True))
@@ -150,3 +152,4 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         printer.close()
         state.remove()
         stop_file.unlink(missing_ok=True)
+        lock.release()

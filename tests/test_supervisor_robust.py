@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -636,3 +637,43 @@ def test_up_moves_a_corrupt_state_file_aside_and_starts(piped_up, tmp_path: Path
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(30) == 0
     assert not (run_dir / "up.json").exists()
+
+
+def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tmp_path: Path) -> None:
+    """Issue 12 item 6 for real: the data dir on a small tmpfs, filled while the stack runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3", data_dir=data)
+        up.read_until("ready in")
+        up.keep_draining()
+        kids = up.descendants()
+        with (data / "filler").open("wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+
+        def file_logs_stopped() -> bool:
+            with contextlib.suppress(httpx.HTTPError):  # the API may fail as it likes on a full disk
+                httpx.post(f"http://127.0.0.1:{up.api_port}/products", json={"name": "x" * 500, "price": 1})
+            return any("file logs stopped" in line for line in up.seen)
+
+        assert wait_until(file_logs_stopped, 30, interval=0.2), "".join(up.seen)[-3000:]
+        assert up.proc.poll() is None, "the supervisor must survive a full disk"
+        [note] = [line for line in up.seen if "file logs stopped" in line]
+        assert "No space left on device" in note
+        up.proc.send_signal(signal.SIGINT)
+        assert up.proc.wait(30) == 130
+        err = up.stderr.read_text()
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        # redis-server cannot save on the full disk and refuses SIGTERM: the stop kills it and says so
+        assert any("killed after the grace period: redis" in line for line in up.seen), up.seen[-10:]
+        assert not (data / "run" / "up.json").exists()
+        assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)

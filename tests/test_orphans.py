@@ -28,7 +28,7 @@ def test_guard_stops_its_command_when_the_supervisor_dies(tmp_path) -> None:
     assert parent.stdout is not None
     sleep_pid, guard_pid = map(int, parent.stdout.readline().split())
     sleeper = psutil.Process(sleep_pid)
-    assert sleeper.name() == "sleep"
+    assert wait_until(lambda: sleeper.name() == "sleep", 5)  # the guard's child may not have exec'd yet
     parent.kill()
     parent.wait()
     assert wait_until(lambda: not sleeper.is_running() or sleeper.status() == psutil.STATUS_ZOMBIE, 10)

@@ -128,10 +128,12 @@ def test_up_on_redis_delivers_and_ctrl_c_leaves_nothing(up_factory, telegram: Fa
     up.deliver(telegram)
     kids = up.descendants()
     assert len(kids) >= 3
-    assert up.finish(signal.SIGINT) == 0
+    assert up.finish(signal.SIGINT) == 130  # Ctrl+C: 128 + SIGINT, as shells and honcho report it
     assert wait_until(lambda: all_gone(kids), 10), [p.pid for p in kids if p.is_running()]
     out = up.output()
     assert out.index("worker1 stopped") < out.index("api stopped") < out.index("redis stopped")
+    assert "exit code" not in out, "a child that stopped on our SIGTERM stopped cleanly"
+    assert "p419    | stopped in " in out
     logs = Path(up.env["P419_DATA_DIR"]) / "logs"
     assert "Uvicorn running" in (logs / "api.log").read_text()
     assert "ready." in (logs / "worker1.log").read_text()
@@ -172,7 +174,7 @@ def test_killed_children_come_back(up_factory, telegram: FakeTelegram) -> None:
     assert "restarting worker1 in 0.5s" in up.output()
     assert wait_until(lambda: status_state(up, "worker1") == "running", 20)
     up.deliver(telegram)
-    assert up.finish() == 0
+    assert up.finish() == 130
 
 
 def status_state(up: Up, name: str) -> str:
@@ -254,7 +256,7 @@ def test_redis_started_by_up_requires_the_password_from_the_url(up_factory) -> N
     redis_pid = up.pid_of("redis")
     assert f"pw-{port}" not in " ".join(psutil.Process(redis_pid).cmdline())
     assert f"pw-{port}" not in up.p419("up", "--dry-run").stdout
-    assert up.finish() == 0
+    assert up.finish() == 130
 
 
 def test_status_and_down_without_a_running_stack(tmp_path: Path) -> None:

@@ -31,9 +31,14 @@ class StackReady:
 
 @dataclass(frozen=True)
 class Exited:
+    """`expected`: we asked it to stop. Then `clean` says it stopped as asked (exit 0, or died of our SIGTERM,
+    as uvicorn does on purpose), `killed` that we had to kill it."""
+
     name: str
     code: int | None
     expected: bool
+    clean: bool = False
+    killed: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,36 @@ class Stopping:
 
 
 @dataclass(frozen=True)
+class Stopped:
+    """The whole stop, reported once every child has been reaped."""
+
+    seconds: float
+    killed: tuple[str, ...] = ()
+    forced: bool = False  # a second interrupt cut the grace period short
+
+
+@dataclass(frozen=True)
 class Note:
     text: str
     loud: bool = False
 
 
-Event = Output | Started | ChildReady | StackReady | Exited | Restarting | Failed | Stopping | Note
+@dataclass(frozen=True)
+class Drained:
+    """The manager has handled every line waiting for it and is about to wait: a burst of output ended.
+    Listeners that buffer (the printer's console and file logs) flush here, once per burst, not per line."""
+
+
+Event = (
+    Drained
+    | Output
+    | Started
+    | ChildReady
+    | StackReady
+    | Exited
+    | Restarting
+    | Failed
+    | Stopping
+    | Stopped
+    | Note
+)

@@ -1,6 +1,8 @@
 """Children must not outlive a supervisor that was killed hard (kill -9, a closed terminal).
 
-- Linux: each child gets a parent-death signal (prctl PR_SET_PDEATHSIG), so the kernel tells it at once.
+- Linux: each child gets a parent-death signal (prctl PR_SET_PDEATHSIG), so the kernel tells it at once:
+  SIGTERM for our Python children (a warm stop; their watchdog kills what is left), SIGKILL for anything else
+  (redis-server), which runs no watchdog of ours and may ignore SIGTERM (see `pdeathsig_for`).
 - Windows: children are put in a Job Object with KILL_ON_JOB_CLOSE; the OS kills them when our handle dies.
 - Everywhere, our own Python children also run a watchdog that notices the supervisor is gone and takes its
   own process tree down (this is the macOS mechanism, and the backstop for grandchildren elsewhere).
@@ -32,6 +34,19 @@ def parent_gone(
     if platform == "windows":
         return not pid_exists(supervisor_pid)
     return current_ppid != supervisor_pid
+
+
+def pdeathsig_for(has_watchdog: bool) -> int:
+    """The parent-death signal for a child (Linux).
+
+    Our launcher's children (the API, workers) get SIGTERM: a warm stop, and their Watchdog takes their tree
+    down if that has not worked within its grace period. Anything else (redis-server) runs no watchdog of
+    ours, so nothing would escalate: redis-server refuses to exit on SIGTERM when it cannot save its RDB
+    snapshot ("Error trying to save the DB, can't exit"); on a full disk it stayed alive with ppid 1 for 7+
+    minutes (issue 12). It gets SIGKILL, which loses nothing it acknowledged: with appendonly yes, Redis
+    writes each change to its AOF before replying.
+    """
+    return int(signal.SIGTERM) if has_watchdog else int(signal.SIGKILL)
 
 
 def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:

@@ -72,6 +72,11 @@ class ChildSpec:
     group: str | None = None  # the worker group
 
     @property
+    def watchdog(self) -> bool:
+        """Runs our launcher, whose watchdog stops it warmly (and its tree) when the supervisor dies."""
+        return self.argv[1:3] == ["-m", "python419.launch"]
+
+    @property
     def ready_file(self) -> Path | None:
         return Path(self.ready.target) if self.ready and self.ready.kind == "file" else None
 

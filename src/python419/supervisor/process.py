@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from python419.supervisor.orphans import JobObject, pdeathsig_preexec
+from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec, Plan
 
 LineSink = Callable[[str, str], None]
@@ -106,7 +106,12 @@ class ProcessFactory:
         self, plan: Plan, base_env: Mapping[str, str], sink: LineSink, job: JobObject | None
     ) -> None:
         self.plan, self.base_env, self.sink, self.job = plan, dict(base_env), sink, job
-        self._preexec = pdeathsig_preexec() if plan.orphan_guard == "pdeathsig" else None
+        # Linux: children with our watchdog (the launcher) stop warmly on SIGTERM; others get SIGKILL.
+        self._preexec = (
+            {watched: pdeathsig_preexec(pdeathsig_for(watched)) for watched in (True, False)}
+            if plan.orphan_guard == "pdeathsig"
+            else {}
+        )
         self.current: dict[str, OsChild] = {}
 
     def pid_of(self, name: str) -> int | None:
@@ -119,8 +124,8 @@ class ProcessFactory:
             options["creationflags"] = self.plan.creation_flags
         if self.plan.new_session:
             options["start_new_session"] = True
-        if self._preexec:
-            options["preexec_fn"] = self._preexec
+        if self._preexec.get(spec.watchdog):
+            options["preexec_fn"] = self._preexec[spec.watchdog]
         if spec.stop_file is not None:
             spec.stop_file.unlink(missing_ok=True)
         popen = subprocess.Popen(

@@ -17,7 +17,7 @@ from python419.platforms import Platform, detect_platform, supervisor_stop_signa
 from python419.project import Project
 from python419.settings import Settings
 from python419.supervisor import events as ev
-from python419.supervisor.manager import Manager
+from python419.supervisor.manager import Manager, stop_exit_code
 from python419.supervisor.orphans import JobObject
 from python419.supervisor.plan import (
     Plan,
@@ -32,7 +32,7 @@ from python419.supervisor.plan import (
 from python419.supervisor.printer import Printer
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
-from python419.supervisor.state import STOP_FILE, StateFile, read_state
+from python419.supervisor.state import STOP_FILE, StateError, StateFile, UpLock
 
 
 class UpError(Exception):
@@ -96,14 +96,13 @@ def dry_run(plan: Plan, console: Console) -> None:
 
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
     run_dir = plan.run_dir
-    running = read_state(run_dir)
-    if running is not None:
-        raise UpError(
-            f"p419 up is already running for {plan.data_dir} (pid {running['pid']}); p419 down stops it"
-        )
+    lock = UpLock(run_dir, detect_platform())
+    try:
+        lock.acquire()  # held until we return; the OS releases it if we die
+    except StateError as exc:  # already running, or a read-only data dir: one line
+        raise UpError(str(exc)) from None
     redis_dir = plan.data_dir / "redis"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         if plan.by_kind("redis"):
             redis_dir.mkdir(parents=True, exist_ok=True)
             write_redis_config(plan.target.url, redis_dir)
@@ -112,7 +111,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     stop_file = run_dir / STOP_FILE
     stop_file.unlink(missing_ok=True)
 
-    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    lines: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()  # put from signal handlers too
     job, job_error = None, None
     if plan.orphan_guard == "job-object":
         try:
@@ -139,9 +138,12 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     )
 
     def on_signal(signum: int, _: Any) -> None:
-        manager.request_stop(f"received {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        manager.request_stop(f"received {name}", stop_exit_code(name))
 
     install_stop_handlers(supervisor_stop_signals(plan.platform), on_signal)
+    if lock.moved_aside:
+        emit(ev.Note(f"the state file was corrupt: moved it aside to {lock.moved_aside}", loud=True))
     if not plan.project.bundled:
         emit(ev.Note(f"project: {plan.project.label}"))
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
@@ -157,3 +159,4 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         printer.close()
         state.remove()
         stop_file.unlink(missing_ok=True)
+        lock.release()

@@ -1,20 +1,162 @@
-"""The state file a running `p419 up` keeps in the data dir, for `p419 status` and `p419 down`."""
+"""The state file a running `p419 up` keeps in the data dir, for `p419 status` and `p419 down`, and the lock
+that makes it the only `p419 up` of that data dir.
+
+A state file is a report written by another process: anything in it may be wrong (a crash mid-write, a hand
+edit, another version). Every field `status` and `down` use is checked here (`parse_state`); a file that fails
+is "no live state file", and `up` moves it aside.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
+from python419.platforms import Platform
 from python419.supervisor import events as ev
 
 STATE_FILE = "up.json"
 STOP_FILE = "stop-request"
+LOCK_FILE = "up.lock"
+# Windows locks are mandatory: lock one byte far past the pid we write at the start of the lock file, so a
+# second `up` can still read whose lock it is.
+WINDOWS_LOCK_OFFSET = 1 << 30
+
+
+class StateError(Exception):
+    """The data dir cannot take a `p419 up`: the message says why, in one line."""
+
+
+class AlreadyRunning(StateError):
+    pass
+
+
+class CorruptState(ValueError):
+    """A state file whose content is not what `p419 up` writes."""
+
+
+# --- the lock --------------------------------------------------------------------------------------
+
+
+def lock_method(platform: Platform) -> Literal["flock", "msvcrt"]:
+    """POSIX: flock(2), released by the kernel when the holder dies, whatever kills it; not inherited past
+    exec by our children (Python's descriptors are non-inheritable). Windows: msvcrt.locking (LockFile),
+    released when the process ends."""
+    return "msvcrt" if platform == "windows" else "flock"
+
+
+def _try_lock(fd: int, method: Literal["flock", "msvcrt"]) -> bool:
+    """The OS call: True when we now hold the lock, False when another process does."""
+    if method == "flock":
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt
+
+    os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    except OSError:  # EACCES/EDEADLOCK: held by another process
+        return False
+    return True
+
+
+class UpLock:
+    """`run/up.lock`, locked by the OS for the supervisor's whole life: two `p419 up` on one data dir started
+    at the same moment cannot both pass (the old check read the state file, then wrote it: issue 12).
+
+        with UpLock(run_dir, platform) as lock:   # raises AlreadyRunning / StateError
+            ...                                   # lock.moved_aside: a corrupt state file set aside
+    """
+
+    def __init__(self, run_dir: Path, platform: Platform) -> None:
+        self.run_dir, self.method = run_dir, lock_method(platform)
+        self.path = run_dir / LOCK_FILE
+        self.fd: int | None = None
+        self.moved_aside: Path | None = None
+
+    def acquire(self) -> UpLock:
+        data_dir = self.run_dir.parent
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(
+                f"cannot write to the data dir {data_dir} ({exc.strerror or exc}): p419 up needs a writable "
+                "data dir (set P419_DATA_DIR)"
+            ) from None
+        try:
+            locked = _try_lock(fd, self.method)
+        except OSError as exc:  # a file system without locks
+            os.close(fd)
+            raise StateError(f"cannot lock {self.path} ({exc.strerror or exc})") from None
+        if not locked:
+            holder = _read_pid(fd)
+            for _ in range(10):  # it locked a moment ago and is writing its pid
+                if holder:
+                    break
+                time.sleep(0.02)
+                holder = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {holder}" if holder else "starting"
+            raise AlreadyRunning(f"p419 up is already running for {data_dir} ({who}); p419 down stops it")
+        self.fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for the message above; the lock is what counts
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid():<20}".encode())
+        self.moved_aside = set_aside_if_corrupt(self.run_dir / STATE_FILE)
+        return self
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor releases the lock (both flock and LockFile)
+
+    def __enter__(self) -> UpLock:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 20).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def set_aside_if_corrupt(path: Path) -> Path | None:
+    """Called with the lock held: a state file there is stale; one that is not even valid is kept for a look
+    (renamed `up.json.corrupt-<time>`) rather than overwritten. Returns its new name."""
+    try:
+        parse_state(json.loads(path.read_text(encoding="utf-8")))
+        return None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # CorruptState and JSONDecodeError are ValueErrors
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, aside)
+        except OSError:
+            return None
+        return aside
+
+
+# --- the state file --------------------------------------------------------------------------------
 
 
 class StateFile:
@@ -73,7 +215,9 @@ class StateFile:
             pass
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Never raises: it runs in the supervisor's `finally`."""
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
 
 
 def _create_time(pid: int) -> float | None:
@@ -94,15 +238,58 @@ def _same_process(pid: int, create_time: float | None) -> psutil.Process | None:
         return None
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def parse_state(raw: object) -> dict[str, Any]:
+    """A state file's content, checked field by field; raises CorruptState saying what is wrong."""
+    if not isinstance(raw, dict):
+        raise CorruptState(f"not a JSON object but {type(raw).__name__}")
+    checks: dict[str, tuple[Any, str]] = {
+        "pid": (lambda v: _is_int(v) and v > 0, "a process id"),
+        "create_time": (_is_number, "a number"),
+        "api_url": (lambda v: isinstance(v, str), "a string"),
+        "ready": (lambda v: isinstance(v, bool), "true or false"),
+        "children": (lambda v: isinstance(v, dict), "an object"),
+    }
+    for key, (ok, what) in checks.items():
+        if key not in raw:
+            raise CorruptState(f"no {key!r}")
+        if not ok(raw[key]):
+            raise CorruptState(f"{key!r} is {raw[key]!r}, not {what}")
+    if "broker" in raw and not isinstance(raw["broker"], str | None):
+        raise CorruptState(f"'broker' is {raw['broker']!r}, not a string")
+    child_checks: dict[str, tuple[Any, str]] = {
+        "pid": (lambda v: v is None or _is_int(v), "a process id"),
+        "state": (lambda v: isinstance(v, str), "a string"),
+        "since": (lambda v: v is None or _is_number(v), "a number"),
+        "create_time": (lambda v: v is None or _is_number(v), "a number"),
+        "restarts": (_is_int, "a number"),
+    }
+    for name, child in raw["children"].items():
+        if not isinstance(child, dict):
+            raise CorruptState(f"child {name!r} is {child!r}, not an object")
+        for key, (ok, what) in child_checks.items():
+            if key in child and not ok(child[key]):
+                raise CorruptState(f"{name}.{key} is {child[key]!r}, not {what}")
+    return dict(raw)
+
+
 def read_state(run_dir: Path) -> dict[str, Any] | None:
-    """The state of a live `p419 up`, or None (no file, or its supervisor is gone)."""
+    """The state of a live `p419 up`, or None: no file, an unreadable or corrupt one (see parse_state), or
+    its supervisor is gone (or its pid now belongs to another process)."""
     try:
-        data = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
-        if _same_process(int(data["pid"]), float(data["create_time"])) is None:
-            return None  # gone, or the pid was recycled
-    except (OSError, ValueError, KeyError):
+        data = parse_state(json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # CorruptState and JSONDecodeError are ValueErrors
         return None
-    return dict(data)
+    if _same_process(data["pid"], float(data["create_time"])) is None:
+        return None
+    return data
 
 
 def running_broker(run_dir: Path) -> str | None:

@@ -10,6 +10,7 @@ from celery import Celery
 from python419.platforms import choose_pool
 from python419.settings import Settings, get_settings
 from python419.tasks.embedded import RESULT_MAX_AGE
+from python419.tasks.queues import celery_queues, queue_name
 
 TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 
@@ -36,8 +37,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": RESULT_MAX_AGE,
         "worker_hijack_root_logger": True,
         "broker_connection_timeout": 2.0,
+        # Each stack its own queue, named after its database (two data dirs on one Redis stole each
+        # other's messages, issue 12); the legacy `celery` queue is consumed too. See tasks/queues.py.
+        "task_default_queue": queue_name(settings),
+        "task_queues": celery_queues(settings),
     }
     if settings.broker == "embedded":
+        # kombu warns "No hostname was supplied. Reverting to default 'localhost'" each time it describes
+        # or clones a connection whose URL has no host (the banner, "Connected to", every publish): name one.
+        config["broker_url"] = "filesystem://localhost/"
         root = settings.embedded_dir
         for sub in ("queue", "control", "results", "processed"):
             (root / sub).mkdir(parents=True, exist_ok=True)

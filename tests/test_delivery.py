@@ -209,3 +209,17 @@ def test_message_from_the_original_project_is_handled(stack, telegram: FakeTeleg
     value = result.get(timeout=20)
     assert value["status"] == "success" and marker in value["message"]
     assert len(telegram.delivered(marker)) == 1
+
+
+def test_embedded_broker_delivers_without_hostname_warnings(make_stack, telegram: FakeTelegram) -> None:
+    """Issue 11: the worker on the embedded broker logged "No hostname was supplied" 10 times."""
+    stack = make_stack(P419_BROKER="embedded")
+    worker = stack.start_worker("embedded@%h")
+    api = stack.start_api()
+    marker = unique("embedded")
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        body = post_product(client, marker)
+        row = wait_status(client, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "sent" and len(telegram.delivered(marker)) == 1
+    assert "Connected to filesystem://" in worker.output()
+    assert "No hostname was supplied" not in worker.output() + api.output()

@@ -38,6 +38,7 @@ def stack_env(redis_url: str, data_dir: Path, telegram: FakeTelegram, **extra: s
         "P419_RETRY_DELAY": "0.3",
         "P419_LEASE_SECONDS": "3",
         "P419_SWEEP_INTERVAL": "0.5",
+        "P419_DELIVERY_DEADLINE": "60",
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

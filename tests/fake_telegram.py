@@ -4,7 +4,9 @@
 - A wrong token: 401 `{"ok": false, "error_code": 401, "description": "Unauthorized"}`.
 - An unknown chat: 400 `Bad Request: chat not found`.
 - Scripted answers per message (matched by a marker in the text): "429:<s>" (with parameters.retry_after),
-  "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released).
+  "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released),
+  "trickle:<s>" (accept the message, then send the whole answer one byte every <s> seconds: a per-read timeout
+  never fires; `Call.ended` records when the client gave up or the answer was complete).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Call:
     payload: dict[str, Any]
     answer: str
     at: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    port: int = 0  # the client's port: one per connection
 
 
 class FakeTelegram:
@@ -34,6 +38,7 @@ class FakeTelegram:
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
         self.release = threading.Event()
+        self.latency = 0.0  # seconds before answering a sendMessage
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -87,6 +92,11 @@ class FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real Bot API
+            # Headers and body go out in two writes: with Nagle, the body waits for the client's delayed
+            # ACK (40 ms on Linux) on a kept connection, which capped a worker at ~22 msg/s.
+            disable_nagle_algorithm = True
+
             def log_message(self, *_: Any) -> None:  # keep test output quiet
                 pass
 
@@ -111,14 +121,19 @@ class FakeTelegram:
                 if token != fake.token:
                     answer = "401"
                 elif method == "sendMessage":
+                    time.sleep(fake.latency)
                     answer = fake._next_answer(str(payload.get("text", "")))
                     if answer == "ok" and str(payload.get("chat_id")) != fake.chat_id:
                         answer = "400"
                 elif method == "getChat" and str(payload.get("chat_id")) != fake.chat_id:
                     answer = "400"
+                call = Call(method, token, payload, answer, port=self.client_address[1])
                 with fake._lock:
-                    fake.calls.append(Call(method, token, payload, answer))
-                self._answer(method, answer, payload)
+                    fake.calls.append(call)
+                try:
+                    self._answer(method, answer, payload)
+                finally:
+                    call.ended = time.monotonic()
 
             def _answer(self, method: str, answer: str, payload: dict[str, Any]) -> None:
                 if answer == "ok":
@@ -150,6 +165,21 @@ class FakeTelegram:
                     return self._reply(
                         500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
                     )
+                if answer.startswith("trickle"):
+                    pause = float(answer.partition(":")[2] or 0.7)
+                    result = {"message_id": len(fake.calls), "chat": {"id": payload.get("chat_id")}}
+                    data = json.dumps({"ok": True, "result": result}).encode()
+                    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+                    try:
+                        for byte in head.encode() + data:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            if fake.release.wait(pause):
+                                break
+                    except OSError:
+                        pass  # the client gave up
+                    self.close_connection = True
+                    return None
                 if answer == "hang":
                     fake.release.wait(60)
                 # "drop", or a released hang: close the connection without an answer.
@@ -158,10 +188,13 @@ class FakeTelegram:
 
             def _reply(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(code)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    self.close_connection = True  # the client is gone (a worker killed while we answered)
 
         return Handler

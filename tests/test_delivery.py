@@ -61,6 +61,18 @@ def test_429_waits_retry_after_then_delivers(api: httpx.Client, telegram: FakeTe
     assert len(telegram.delivered(marker)) == 1
 
 
+def test_a_429_storm_uses_up_no_retry_budget(api: httpx.Client, telegram: FakeTelegram) -> None:
+    """Issue 12 item 3: 429s for longer than 4 attempts used to fail the row for good."""
+    marker = unique("storm")
+    telegram.script(marker, ["429:1"] * 6)
+    body = post_product(api, marker)
+    row = wait_status(api, body["notification_id"], {"sent", "failed"}, timeout=40)
+    assert row["status"] == "sent" and row["attempts"] == 7
+    calls = telegram.attempts(marker)
+    assert all(b.at - a.at >= 0.95 for a, b in zip(calls, calls[1:], strict=False))
+    assert len(telegram.delivered(marker)) == 1
+
+
 @pytest.mark.parametrize(
     "answer,description", [("401", "Unauthorized"), ("400", "Bad Request: chat not found")]
 )
@@ -72,29 +84,55 @@ def test_permanent_errors_fail_at_once_without_retries(
     body = post_product(api, marker)
     row = wait_status(api, body["notification_id"], {"sent", "failed"})
     assert row["status"] == "failed" and row["attempts"] == 1
-    assert row["last_error"] == f"Telegram {answer} {description}"
+    assert row["last_error"].startswith(f"Telegram {answer} {description} (gave up at ")
+    assert row["last_error"].endswith("after 1 attempt: Telegram says it is permanent)")
     time.sleep(1)  # longer than the retry delay: a retry would have shown up by now
     assert len(telegram.attempts(marker)) == 1
 
 
-def test_four_network_errors_fail_after_exactly_three_retries(
+def test_network_errors_and_5xx_back_off_exponentially_then_deliver(
     api: httpx.Client, telegram: FakeTelegram
 ) -> None:
+    """Five failures used to be the end (4 attempts); now they back off (base 0.3 s, doubling, jitter
+    never below half a step) until the delivery deadline."""
     marker = unique("flaky")
-    telegram.script(marker, ["drop", "drop", "500", "drop", "ok"])
+    telegram.script(marker, ["drop", "500", "drop", "500", "drop"])
     body = post_product(api, marker)
-    row = wait_status(api, body["notification_id"], {"sent", "failed"})
-    assert row["status"] == "failed" and row["attempts"] == 4
-    assert "network error" in row["last_error"]
+    row = wait_status(api, body["notification_id"], {"sent", "failed"}, timeout=40)
+    assert row["status"] == "sent" and row["attempts"] == 6
+    calls = telegram.attempts(marker)
+    gaps = [b.at - a.at for a, b in zip(calls, calls[1:], strict=False)]
+    assert all(gap >= 0.3 * 2**i / 2 - 0.05 for i, gap in enumerate(gaps)), gaps
+    assert len(telegram.delivered(marker)) == 1
+
+
+def test_failures_until_the_delivery_deadline_fail_with_why_and_when(
+    make_stack, telegram: FakeTelegram
+) -> None:
+    stack = make_stack(P419_DELIVERY_DEADLINE="3")
+    stack.start_worker("deadline@%h")
+    stack.start_api()
+    marker = unique("doomed")
+    telegram.script(marker, ["500"] * 100)
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        body = post_product(client, marker)
+        row = wait_status(client, body["notification_id"], {"sent", "failed"}, timeout=30)
+    assert row["status"] == "failed" and row["attempts"] >= 3
+    assert row["last_error"].startswith("Telegram 500 Internal Server Error (gave up at ")
+    assert row["last_error"].endswith(": the delivery deadline (3 s) passed)")
+    calls = telegram.attempts(marker)
+    assert 2.5 <= calls[-1].at - calls[0].at < 6, (
+        "the last attempt lands on the deadline (3 s after the POST)"
+    )
     time.sleep(1)
-    assert len(telegram.attempts(marker)) == 4 and telegram.delivered(marker) == []
+    assert len(telegram.attempts(marker)) == len(calls) and telegram.delivered(marker) == []
 
 
 def test_three_errors_then_success_is_delivered(api: httpx.Client, telegram: FakeTelegram) -> None:
     marker = unique("recover")
     telegram.script(marker, ["drop", "500", "drop"])
     body = post_product(api, marker)
-    row = wait_status(api, body["notification_id"], {"sent", "failed"})
+    row = wait_status(api, body["notification_id"], {"sent", "failed"}, timeout=40)
     assert row["status"] == "sent" and row["attempts"] == 4
     assert len(telegram.delivered(marker)) == 1
 
@@ -171,3 +209,17 @@ def test_message_from_the_original_project_is_handled(stack, telegram: FakeTeleg
     value = result.get(timeout=20)
     assert value["status"] == "success" and marker in value["message"]
     assert len(telegram.delivered(marker)) == 1
+
+
+def test_embedded_broker_delivers_without_hostname_warnings(make_stack, telegram: FakeTelegram) -> None:
+    """Issue 11: the worker on the embedded broker logged "No hostname was supplied" 10 times."""
+    stack = make_stack(P419_BROKER="embedded")
+    worker = stack.start_worker("embedded@%h")
+    api = stack.start_api()
+    marker = unique("embedded")
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        body = post_product(client, marker)
+        row = wait_status(client, body["notification_id"], {"sent", "failed"})
+    assert row["status"] == "sent" and len(telegram.delivered(marker)) == 1
+    assert "Connected to filesystem://" in worker.output()
+    assert "No hostname was supplied" not in worker.output() + api.output()

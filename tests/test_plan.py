@@ -74,7 +74,10 @@ def test_linux_plan_embedded_prefork_and_queues(tmp_path: Path) -> None:
         mode="embedded",
     )
     assert [c.kind for c in plan.children] == ["api", "worker", "worker"]
-    assert plan.env["P419_STACK_BROKER"] == "embedded" and plan.env["CELERY_BROKER_URL"] == "filesystem://"
+    assert (
+        plan.env["P419_STACK_BROKER"] == "embedded"
+        and plan.env["CELERY_BROKER_URL"] == "filesystem://localhost/"
+    )
     worker = plan.by_kind("worker")[0].argv
     assert "--concurrency=3" in worker and "--pool=prefork" in worker
     assert worker[worker.index("-Q") + 1] == "hi,lo"

@@ -45,10 +45,65 @@ def test_claim_is_exclusive_and_final_rows_are_never_claimed(tmp_path: Path) -> 
 def test_a_row_being_published_is_not_swept(tmp_path: Path) -> None:
     """The race CI caught: the sweep must not enqueue a second message while the API publishes the first."""
     store, clock = make(tmp_path)
-    _, n = store.create_product("Tea", 1, None, publish_lease=30)
+    _, n = store.create_product("Tea", 1, None, queued_lease=30)
+    assert n.status == "queued" and store.get_notification(n.id) == n
     assert store.due_for_enqueue(30) == []
-    clock.now += 31  # the API died before publishing: now the sweep takes over
-    assert [x.id for x in store.due_for_enqueue(30)] == [n.id]
+    clock.now += 31  # the API died before publishing (or the message was lost): the sweep takes over
+    assert store.due_for_enqueue(30, queued_too=False) == [], "not while messages wait in the queue"
+    [again] = store.due_for_enqueue(30)
+    assert again.id == n.id and again.task_id == n.task_id, "same chain: every copy is equivalent"
+
+
+def test_a_lost_queued_message_is_republished_and_copies_claim_once(tmp_path: Path) -> None:
+    """Issue 12 item 1: Redis handed the message to a worker killed before kombu recorded it as unacked."""
+    store, clock = make(tmp_path)
+    _, n = store.create_product("Tea", 1, None, queued_lease=40)
+    clock.now += 41
+    [copy] = store.due_for_enqueue(40)
+    assert copy.status == "queued" and copy.lease_until == clock.now + 40
+    assert store.claim(n.id, str(copy.task_id), 10).granted
+    assert not store.claim(n.id, str(n.task_id), 10).granted, "the original message, if it turns up"
+    store.finish(n.id, str(n.task_id), "sent")
+    clock.now += 100
+    assert store.due_for_enqueue(40) == [] and not store.claim(n.id, str(n.task_id), 10).granted
+
+
+def test_one_connection_per_thread_and_normal_sync(tmp_path: Path) -> None:
+    import threading
+
+    store, _ = make(tmp_path)
+    assert store._db() is store._db()
+    assert store._db().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(store._db()))
+    thread.start()
+    thread.join()
+    assert other[0] is not store._db()
+
+
+def test_idempotency_key_gives_back_the_first_product(tmp_path: Path) -> None:
+    import pytest
+
+    from python419.store import IdempotencyConflict
+
+    store, _ = make(tmp_path)
+    first, note, replayed = store.create_product_once("k1", "h1", "Tea", 1, None, queued_lease=30)
+    assert not replayed
+    again, same_note, replayed = store.create_product_once("k1", "h1", "Tea", 1, None, queued_lease=30)
+    assert replayed and again == first and same_note.id == note.id
+    with pytest.raises(IdempotencyConflict):
+        store.create_product_once("k1", "h2", "Coffee", 2, None)
+    other, _, replayed = store.create_product_once("k2", "h1", "Tea", 1, None)
+    assert not replayed and other.id != first.id
+    assert [p.id for p, _ in store.list_products()] == [first.id, other.id]
+
+
+def test_list_products_carries_each_notification_id(tmp_path: Path) -> None:
+    store, _ = make(tmp_path)
+    made = [store.create_product(name, 1, None) for name in "abc"]
+    assert store.list_products() == [(p, n.id) for p, n in made]
+    assert store.list_products(limit=1, offset=2) == [(made[2][0], made[2][1].id)]
 
 
 def test_sweep_replaces_the_chain_so_old_messages_are_refused(tmp_path: Path) -> None:
@@ -58,9 +113,9 @@ def test_sweep_replaces_the_chain_so_old_messages_are_refused(tmp_path: Path) ->
     clock.now += 4  # the sender was killed mid-send
     [swept] = store.due_for_enqueue(30)
     assert swept.task_id != n.task_id and swept.status == "queued"
-    store.mark_queued(n.id, n.task_id, 3600)  # a late publish report from the old chain changes nothing
+    store.forget_lease(n.id, n.task_id)  # a late publish failure of the old chain changes nothing
     row = store.get_notification(n.id)
-    assert row and row.lease_until == swept.lease_until
+    assert row and row.lease_until == swept.lease_until and row.status == "queued"
     assert not store.claim(n.id, n.task_id, 3).granted  # the old chain (e.g. its retry) is stale
     assert swept.task_id and store.claim(n.id, swept.task_id, 3).granted
     store.finish(n.id, n.task_id, "failed", "late news from the old chain")
@@ -85,10 +140,9 @@ def test_a_late_success_from_a_replaced_chain_still_counts(tmp_path: Path) -> No
 def test_sweep_finds_never_enqueued_and_expired_rows_once(tmp_path: Path) -> None:
     store, clock = make(tmp_path)
     _, pending = store.create_product("a", 1, None)
-    _, queued = store.create_product("b", 1, None)
+    _, queued = store.create_product("b", 1, None, queued_lease=120)
     _, sending = store.create_product("c", 1, None)
     _, done = store.create_product("d", 1, None)
-    store.mark_queued(queued.id, str(queued.task_id), 120)
     assert sending.task_id and done.task_id
     store.claim(sending.id, sending.task_id, 30)
     store.claim(done.id, done.task_id, 30)
@@ -117,10 +171,12 @@ def test_retry_release_keeps_the_row_out_of_the_sweep_during_countdown(tmp_path:
 
 def test_forget_lease_lets_the_next_sweep_retry_a_failed_publish(tmp_path: Path) -> None:
     store, _ = make(tmp_path)
-    _, n = store.create_product("a", 1, None, publish_lease=30)
+    _, n = store.create_product("a", 1, None, queued_lease=30)
     assert store.due_for_enqueue(30) == []
-    store.forget_lease(n.id)
-    assert [x.id for x in store.due_for_enqueue(30)] == [n.id]
+    store.forget_lease(n.id, str(n.task_id))
+    row = store.get_notification(n.id)
+    assert row and row.status == "pending" and row.lease_until is None
+    assert [x.id for x in store.due_for_enqueue(30, queued_too=False)] == [n.id]
 
 
 def test_embedded_result_files_are_expired(tmp_path: Path) -> None:

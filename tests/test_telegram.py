@@ -95,3 +95,37 @@ def test_redact() -> None:
 def test_token_format() -> None:
     assert token_looks_valid(TOKEN)
     assert not token_looks_valid("123:short") and not token_looks_valid("abc")
+
+
+def test_a_trickling_answer_is_cut_at_the_whole_request_deadline() -> None:
+    """Issue 12 item 4: one byte every 0.3 s never trips a 1 s per-read timeout; the deadline must."""
+    import time
+
+    with FakeTelegram(TOKEN, "42") as fake:
+        fake.script("slow", ["trickle:0.3"])
+        with TelegramClient(TOKEN, fake.url, timeout=1.0) as client:
+            started = time.monotonic()
+            with pytest.raises(TelegramError) as caught:
+                client.send_message("42", "slow")
+            elapsed = time.monotonic() - started
+            assert caught.value.retryable and "Timeout" in str(caught.value)
+            assert 0.9 <= elapsed < 1.5, f"took {elapsed:.2f}s for a 1 s deadline"
+            [call] = fake.attempts("slow")
+            assert fake.wait_for(lambda: call.ended is not None, 5), "the server kept trickling"
+            # the same kept client works for the next message (a fresh connection)
+            assert client.send_message("42", "slow again")["text"] == "slow again"
+
+
+def test_one_kept_client_reuses_its_connection() -> None:
+    from python419.telegram import shared_client
+
+    with FakeTelegram(TOKEN, "42") as fake:
+        client = shared_client(TOKEN, fake.url, 5.0)
+        assert shared_client(TOKEN, fake.url, 5.0) is client
+        ports = set()
+        for i in range(3):
+            client.send_message("42", f"m{i}")
+        with fake._lock:
+            ports = {c.port for c in fake.calls}
+        assert len(ports) == 1, "each message opened a new connection"
+        client.close()

@@ -19,7 +19,9 @@ from python419.platforms import Platform, find_redis_server
 from python419.settings import Settings
 
 BrokerKind = Literal["redis", "embedded"]
-EMBEDDED_URL = "filesystem://"
+# With a host named: kombu warns "No hostname was supplied. Reverting to default 'localhost'" each time it
+# describes or clones a connection whose URL has none (the banner, "Connected to", every publish).
+EMBEDDED_URL = "filesystem://localhost/"
 
 
 @dataclass(frozen=True)

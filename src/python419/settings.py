@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
     lease_seconds: float = Field(default=40.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
     sweep_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="P419_SWEEP_INTERVAL")
+    # Network errors, 5xx and 429 are retried until this long after the product was created (then `failed`).
+    delivery_deadline: float = Field(
+        default=6 * 3600.0, gt=0, le=30 * 86400, validation_alias="P419_DELIVERY_DEADLINE"
+    )
     # kombu (Redis): an unacknowledged message comes back after this long; queued outbox rows are re-sent
     # by the sweep after the same time, in case the broker lost them.
     visibility_timeout: float = Field(

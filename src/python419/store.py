@@ -3,12 +3,23 @@
 The outbox row, not the broker, is the source of truth for a notification. A sender claims a row atomically
 with a lease; a row already delivered is never sent again; rows whose lease ran out, or that never reached the
 broker, are found by `due_for_enqueue()` and re-enqueued by the workers' sweep.
+
+Connections: one per thread and process, kept open (an API request thread or a worker makes many calls; a
+connection per call paid for opening, and for a WAL checkpoint each time the last one closed). Under WAL,
+`synchronous=NORMAL` skips the fsync at each commit (0.27 ms -> 0.017 ms measured). A commit is still
+atomic, and durable against any crash of the application (the API or a worker killed: the WAL is written
+before COMMIT returns, only not forced to the platters). Only a power loss or an OS crash may roll back the
+last commits: a `sent` mark lost that way means the row is sent again (the documented window, see README),
+a `queued` row is re-published by the sweep; a product lost that way had been answered 201 — the trade
+SQLite documents for WAL + NORMAL, accepted here for ~15x cheaper commits.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +52,13 @@ CREATE TABLE IF NOT EXISTS notifications (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notifications_open ON notifications(status, lease_until);
+CREATE INDEX IF NOT EXISTS notifications_product ON notifications(product_id);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    product_id INTEGER NOT NULL REFERENCES products(id),
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -75,36 +93,59 @@ class Claim:
     notification: Notification | None
 
 
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already used for a request with another body."""
+
+
+_inherited: list[sqlite3.Connection] = []  # connections a forked child must neither use nor close
+
+
 class Store:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._now = clock
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        db = self._db()
+        db.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the database file
+        db.executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (and again in a forked child)."""
+        local = self._local
+        db: sqlite3.Connection | None = getattr(local, "db", None)
+        if db is not None and local.pid == os.getpid():
+            return db
+        if db is not None:
+            _inherited.append(db)  # SQLite connections must not cross fork(); closing it here is unsafe too
+        db = sqlite3.connect(self.path, timeout=15, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=15000")
+        db.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: see the module docstring
+        local.db, local.pid = db, os.getpid()
+        return db
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per operation: safe across threads and processes, and cheap for SQLite.
-        db = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA busy_timeout=15000")
-            yield db
-        finally:
-            db.close()
+        yield self._db()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            db.close()
+        self._local.db = None
 
     def ping(self) -> None:
         with self._connect() as db:
@@ -113,30 +154,72 @@ class Store:
     # --- products ---------------------------------------------------------------------------
 
     def create_product(
-        self, name: str, price: float, description: str | None, *, publish_lease: float | None = None
+        self, name: str, price: float, description: str | None, *, queued_lease: float | None = None
     ) -> tuple[Product, Notification]:
         """The product and its outbox row, in one transaction: never one without the other.
 
-        The row gets its task id now, so the message can be published under it. `publish_lease` keeps the
-        sweep off the row while the caller publishes; if the caller dies first, the sweep takes over.
+        The row gets its task id now, so the message can be published under it. With `queued_lease` the
+        row is born `queued` (the caller publishes right after the commit, with no second write: see
+        `Store.forget_lease` for a failed publish); if the caller dies before publishing, the sweep sends
+        it once the lease runs out. Without, it is `pending`, for the next sweep.
         """
-        now = self._now()
-        lease = now + publish_lease if publish_lease else None
         with self._transaction() as db:
-            cur = db.execute(
-                "INSERT INTO products(name, price, description, created_at) VALUES (?, ?, ?, ?)",
-                (name, price, description, now),
+            return self._insert(db, name, price, description, queued_lease)
+
+    def create_product_once(
+        self,
+        key: str,
+        request_hash: str,
+        name: str,
+        price: float,
+        description: str | None,
+        *,
+        queued_lease: float | None = None,
+    ) -> tuple[Product, Notification, bool]:
+        """`create_product` under an Idempotency-Key: the same key gives back the product it created the
+        first time (third value True: a replay, nothing created). The key and the product are written in
+        one transaction, so a client retrying after an API crash finds either both or neither. A key used
+        with another body raises IdempotencyConflict."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT request_hash, product_id FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                if row["request_hash"] != request_hash:
+                    raise IdempotencyConflict(key)
+                product = db.execute("SELECT * FROM products WHERE id = ?", (row["product_id"],)).fetchone()
+                note = db.execute(
+                    "SELECT * FROM notifications WHERE product_id = ? ORDER BY id DESC LIMIT 1",
+                    (row["product_id"],),
+                ).fetchone()
+                return Product(**dict(product)), Notification(**dict(note)), True
+            product, notification = self._insert(db, name, price, description, queued_lease)
+            db.execute(
+                "INSERT INTO idempotency_keys(key, request_hash, product_id, created_at) VALUES (?, ?, ?, ?)",
+                (key, request_hash, product.id, product.created_at),
             )
-            product_id = int(cur.lastrowid or 0)
-            cur = db.execute(
-                "INSERT INTO notifications(product_id, product_name, status, task_id, lease_until,"
-                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (product_id, name, new_task_id(), lease, now, now),
-            )
-            notification_id = int(cur.lastrowid or 0)
-        product = self.get_product(product_id)
-        notification = self.get_notification(notification_id)
-        assert product is not None and notification is not None
+            return product, notification, False
+
+    def _insert(
+        self, db: sqlite3.Connection, name: str, price: float, description: str | None, lease: float | None
+    ) -> tuple[Product, Notification]:
+        now = self._now()
+        cur = db.execute(
+            "INSERT INTO products(name, price, description, created_at) VALUES (?, ?, ?, ?)",
+            (name, price, description, now),
+        )
+        product = Product(int(cur.lastrowid or 0), name, price, description, now)
+        status: Status = "queued" if lease else "pending"
+        lease_until = now + lease if lease else None
+        task_id = new_task_id()
+        cur = db.execute(
+            "INSERT INTO notifications(product_id, product_name, status, task_id, lease_until,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (product.id, name, status, task_id, lease_until, now, now),
+        )
+        notification = Notification(
+            int(cur.lastrowid or 0), product.id, name, status, 0, None, task_id, lease_until, now, now
+        )
         return product, notification
 
     def get_product(self, product_id: int) -> Product | None:
@@ -144,12 +227,20 @@ class Store:
             row = db.execute("SELECT * FROM products WHERE id = ?", (product_id,)).fetchone()
         return Product(**dict(row)) if row else None
 
-    def list_products(self, *, limit: int = 100, offset: int = 0) -> list[Product]:
+    def list_products(self, *, limit: int = 100, offset: int = 0) -> list[tuple[Product, int | None]]:
+        """Products with the id of their (latest) notification."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT * FROM products ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+                "SELECT p.*, (SELECT MAX(n.id) FROM notifications n WHERE n.product_id = p.id)"
+                " AS notification_id FROM products p ORDER BY p.id LIMIT ? OFFSET ?",
+                (limit, offset),
             ).fetchall()
-        return [Product(**dict(row)) for row in rows]
+        result = []
+        for row in rows:
+            fields = dict(row)
+            notification_id = fields.pop("notification_id")
+            result.append((Product(**fields), notification_id))
+        return result
 
     def notification_for_product(self, product_id: int) -> Notification | None:
         with self._connect() as db:
@@ -164,17 +255,6 @@ class Store:
         with self._connect() as db:
             row = db.execute("SELECT * FROM notifications WHERE id = ?", (notification_id,)).fetchone()
         return Notification(**dict(row)) if row else None
-
-    def mark_queued(self, notification_id: int, task_id: str, lease_seconds: float) -> None:
-        """The message of chain `task_id` reached the broker. If no worker takes it within the lease, the
-        sweep sends another. A row that moved on (claimed, finished, replaced) is left alone."""
-        now = self._now()
-        with self._connect() as db:
-            db.execute(
-                "UPDATE notifications SET status = 'queued', lease_until = ?, updated_at = ?"
-                " WHERE id = ? AND task_id = ? AND status IN ('pending', 'queued')",
-                (now + lease_seconds, now, notification_id, task_id),
-            )
 
     def claim(self, notification_id: int, task_id: str, lease_seconds: float) -> Claim:
         """Take a row for sending, unless it is final, another sender holds a live lease, or the message
@@ -216,39 +296,58 @@ class Store:
                 (error, now + retry_in + lease_seconds, now, notification_id, task_id),
             )
 
-    def forget_lease(self, notification_id: int) -> None:
-        """Publishing failed: let the next sweep try this pending row again at once."""
+    def forget_lease(self, notification_id: int, task_id: str) -> None:
+        """Publishing failed: the row is `pending` again (not on the broker), for the next sweep."""
         with self._connect() as db:
             db.execute(
-                "UPDATE notifications SET lease_until = NULL WHERE id = ? AND status = 'pending'",
-                (notification_id,),
+                "UPDATE notifications SET status = 'pending', lease_until = NULL"
+                " WHERE id = ? AND task_id = ? AND status IN ('pending', 'queued')",
+                (notification_id, task_id),
             )
 
-    def due_for_enqueue(self, lease_seconds: float, *, limit: int = 100) -> list[Notification]:
-        """Rows that need a (new) message: never enqueued, or whose lease ran out.
+    def due_for_enqueue(
+        self, lease_seconds: float, *, queued_too: bool = True, limit: int = 100
+    ) -> list[Notification]:
+        """Rows that need a (new) message, each leased for `lease_seconds` and marked `queued` in the same
+        transaction (so two workers sweeping at once do not both publish it):
 
-        Each returned row gets a new task id and a lease in the same transaction, so two workers sweeping
-        at once do not both enqueue it, and any message of the chain it replaces is refused by `claim`.
-        A `sending` row whose lease ran out lost its sender (a killed worker): it goes back to `queued`.
+        - `pending`: never reached the broker (it was down), or publishing failed;
+        - `sending` whose lease ran out: its sender died (a worker killed mid-send). It gets a new task id,
+          so any message of the old chain (a retry held by a live worker) is refused by `claim`;
+        - `queued` whose lease ran out, only when `queued_too`: its message may be lost, and is published
+          again under the SAME task id. Why: kombu records a Redis message as unacked only after BRPOP
+          returned it, so a worker killed (or frozen, then killed) in between loses it from both the queue
+          and `unacked` (issue 12: rows stuck `queued` for the whole visibility timeout, 3600 s). The caller
+          passes `queued_too` only when the broker's queue is empty, i.e. the message is not simply waiting
+          behind others (re-publishing then would double the backlog every lease). Keeping the task id
+          makes every copy equivalent: the first one claims the row, the others are refused (the row is
+          `sending` under a live lease, or final), and none is starved by a chain change.
         """
         now = self._now()
+        statuses = "('pending', 'queued', 'sending')" if queued_too else "('pending', 'sending')"
         with self._transaction() as db:
-            ids = [
-                r["id"]
-                for r in db.execute(
-                    "SELECT id FROM notifications WHERE status IN ('pending', 'queued', 'sending')"
-                    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
-                    (now, limit),
-                )
+            rows = db.execute(
+                f"SELECT id, status FROM notifications WHERE status IN {statuses}"
+                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            for row in rows:
+                if row["status"] == "sending":
+                    db.execute(
+                        "UPDATE notifications SET task_id = ?, status = 'queued', lease_until = ?,"
+                        " updated_at = ? WHERE id = ?",
+                        (new_task_id(), now + lease_seconds, now, row["id"]),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE notifications SET status = 'queued', lease_until = ?, updated_at = ?"
+                        " WHERE id = ?",
+                        (now + lease_seconds, now, row["id"]),
+                    )
+            found = [
+                db.execute("SELECT * FROM notifications WHERE id = ?", (r["id"],)).fetchone() for r in rows
             ]
-            for notification_id in ids:
-                db.execute(
-                    "UPDATE notifications SET task_id = ?, lease_until = ?, updated_at = ?,"
-                    " status = CASE status WHEN 'sending' THEN 'queued' ELSE status END WHERE id = ?",
-                    (new_task_id(), now + lease_seconds, now, notification_id),
-                )
-            rows = [db.execute("SELECT * FROM notifications WHERE id = ?", (i,)).fetchone() for i in ids]
-        return [Notification(**dict(row)) for row in rows]
+        return [Notification(**dict(row)) for row in found]
 
     def oldest_open(self) -> Notification | None:
         with self._connect() as db:

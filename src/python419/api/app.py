@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from python419 import __version__
 from python419.api.health import health
-from python419.api.limits import BodySizeLimit
-from python419.api.schemas import NotificationOut, ProductCreated, ProductIn, ProductOut
+from python419.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from python419.api.schemas import ErrorOut, NotificationOut, ProductCreated, ProductIn, ProductOut
 from python419.settings import get_settings
-from python419.store import Store, open_store
+from python419.store import IdempotencyConflict, Store, open_store
 from python419.tasks.celery_app import get_app
 from python419.tasks.outbox import enqueue
 
-MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids would overflow, not 404
+MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids or offsets would overflow, not 404
+
+# Every status the API answers, declared in the OpenAPI document (FastAPI declares 422 by itself).
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body could not be read (e.g. not UTF-8)"},
+    413: {"model": ErrorOut, "description": f"Body larger than {MAX_BODY_BYTES} bytes"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such id"}}
+STORAGE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorOut,
+        "description": "The database cannot be written (e.g. disk full); nothing was kept",
+    }
+}
+
+
+def request_hash(body: ProductIn) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    celery_app = get_app()  # this process's Celery app: the outbox publishes through it
+    get_app()  # made now, as the default app of every thread: the outbox publishes the shared task through it
     app = FastAPI(title="python419", version=__version__)
     app.add_middleware(BodySizeLimit)
 
@@ -30,17 +53,56 @@ def create_app() -> FastAPI:
         detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage_error(_: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # A full disk or a locked-out database: the transaction rolled back, nothing half-written.
+        return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
+
     def store() -> Store:
         return open_store(settings.database_path)
 
-    @app.post("/products", status_code=201, response_model=ProductCreated)
-    def create_product(body: ProductIn) -> ProductCreated:
-        product, notification = store().create_product(
-            body.name, body.price, body.description, publish_lease=settings.lease_seconds
-        )
-        # Committed first, published second: if the broker is down the row stays pending for the sweep.
-        enqueue(store(), settings, notification)
-        notification = store().get_notification(notification.id) or notification
+    @app.post(
+        "/products",
+        status_code=201,
+        response_model=ProductCreated,
+        responses={**BAD_BODY, **STORAGE},
+    )
+    def create_product(
+        body: ProductIn,
+        response: Response,
+        idempotency_key: str | None = Header(
+            None,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retrying with the same key returns the product created the first time (one "
+            "product, one notification); the same key with another body is a 422.",
+        ),
+    ) -> ProductCreated:
+        # One write transaction: the product, its outbox row (already `queued`, with a lease) and the key.
+        replayed = False
+        if idempotency_key is None:
+            product, notification = store().create_product(
+                body.name, body.price, body.description, queued_lease=settings.lease_seconds
+            )
+        else:
+            try:
+                product, notification, replayed = store().create_product_once(
+                    idempotency_key,
+                    request_hash(body),
+                    body.name,
+                    body.price,
+                    body.description,
+                    queued_lease=settings.lease_seconds,
+                )
+            except IdempotencyConflict:
+                raise HTTPException(
+                    422, "Idempotency-Key already used with a different body: use a new key"
+                ) from None
+            response.headers["Idempotent-Replayed"] = "true" if replayed else "false"
+        # Committed first, published second: if the broker is down the row goes back to pending for the sweep.
+        if not replayed and enqueue(store(), settings, notification) is None:
+            notification = dataclasses.replace(notification, status="pending", lease_until=None)
         return ProductCreated(
             **ProductOut.of(product, notification.id).model_dump(),
             notification=NotificationOut.of(notification),
@@ -48,11 +110,11 @@ def create_app() -> FastAPI:
 
     @app.get("/products", response_model=list[ProductOut])
     def list_products(
-        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_ID)
     ) -> list[ProductOut]:
-        return [ProductOut.of(p) for p in store().list_products(limit=limit, offset=offset)]
+        return [ProductOut.of(p, n) for p, n in store().list_products(limit=limit, offset=offset)]
 
-    @app.get("/products/{product_id}", response_model=ProductOut)
+    @app.get("/products/{product_id}", response_model=ProductOut, responses=NOT_FOUND)
     def get_product(product_id: int = Path(ge=1, le=MAX_ID)) -> ProductOut:
         product = store().get_product(product_id)
         if product is None:
@@ -60,18 +122,26 @@ def create_app() -> FastAPI:
         notification = store().notification_for_product(product_id)
         return ProductOut.of(product, notification.id if notification else None)
 
-    @app.get("/notifications/{notification_id}", response_model=NotificationOut)
+    @app.get("/notifications/{notification_id}", response_model=NotificationOut, responses=NOT_FOUND)
     def get_notification(notification_id: int = Path(ge=1, le=MAX_ID)) -> NotificationOut:
         notification = store().get_notification(notification_id)
         if notification is None:
             raise HTTPException(404, f"notification {notification_id} not found")
         return NotificationOut.of(notification)
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        responses={
+            200: {
+                "description": "Database and broker reachable (status `ok`, or `degraded`: no live worker)"
+            },
+            503: {"description": "Database or broker unreachable (status `down`)"},
+        },
+    )
     def get_health(
-        workers: bool = Query(True, description="Also ping workers (takes up to 0.5 s)."),
+        workers: bool = Query(True, description="Also report live workers (from their heartbeats)."),
     ) -> JSONResponse:
-        code, body = health(store(), settings, celery_app, ping_workers=workers)
+        code, body = health(store(), settings, ping_workers=workers)
         return JSONResponse(body, status_code=code)
 
     return app

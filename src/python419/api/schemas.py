@@ -51,3 +51,7 @@ class ProductOut(BaseModel):
 
 class ProductCreated(ProductOut):
     notification: NotificationOut
+
+
+class ErrorOut(BaseModel):
+    detail: str

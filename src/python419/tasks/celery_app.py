@@ -17,6 +17,7 @@ from python419.broker import BrokerTarget, make_embedded_folders, runtime_target
 from python419.platforms import choose_pool
 from python419.settings import Settings, get_settings
 from python419.tasks.embedded import RESULT_MAX_AGE
+from python419.tasks.queues import celery_queues, queue_name
 
 TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 
@@ -40,6 +41,10 @@ def celery_config(settings: Settings, target: BrokerTarget) -> dict[str, Any]:
         "result_expires": RESULT_MAX_AGE,
         "worker_hijack_root_logger": True,
         "broker_connection_timeout": 2.0,
+        # Each stack its own queue, named after its database (two data dirs on one Redis stole each
+        # other's messages, issue 12); the legacy `celery` queue is consumed too. See tasks/queues.py.
+        "task_default_queue": queue_name(settings),
+        "task_queues": celery_queues(settings),
     }
     if target.kind == "embedded":
         config["broker_transport_options"] = dict(target.transport_options)

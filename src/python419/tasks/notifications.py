@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import Reject
 
 from python419.settings import Settings, get_settings
 from python419.store import Status, Store, open_store
 from python419.tasks.celery_app import TASK_NAME
-from python419.telegram import TelegramClient, TelegramError, product_message
+from python419.tasks.retry_policy import decide, gave_up
+from python419.telegram import TelegramError, product_message, shared_client
 
 log = logging.getLogger(__name__)
+
+# A message whose row this worker cannot find goes back to the queue after this pause: a misconfigured
+# worker must not spin on it, nor ack it away (issue 12).
+UNKNOWN_REQUEUE_PAUSE = 1.0
 
 
 def deliver(settings: Settings, product_name: str, product_id: int) -> dict[str, Any]:
@@ -22,7 +29,7 @@ def deliver(settings: Settings, product_name: str, product_id: int) -> dict[str,
     if not token or not chat_id:
         log.info("dry-run (no TELEGRAM_BOT_TOKEN/TELEGRAM_CHAT_ID): would send %r", text)
         return {"status": "dry-run", "message": text}
-    TelegramClient(token, settings.telegram_api_url, settings.telegram_timeout).send_message(chat_id, text)
+    shared_client(token, settings.telegram_api_url, settings.telegram_timeout).send_message(chat_id, text)
     return {"status": "success", "message": text}
 
 
@@ -31,6 +38,7 @@ class OutboxRow:
 
     def __init__(self, store: Store, notification_id: int, task_id: str) -> None:
         self.store, self.id, self.task_id = store, notification_id, task_id
+        self.created_at = time.time()
 
     def claim(self, lease_seconds: float) -> tuple[bool, str, int]:
         """(granted, why not, attempts so far including this one)."""
@@ -38,6 +46,7 @@ class OutboxRow:
         row = claim.notification
         if row is None:
             return False, "unknown", 0
+        self.created_at = row.created_at
         if not claim.granted:
             return False, "superseded" if row.task_id != self.task_id else row.status, row.attempts
         return True, "", row.attempts
@@ -56,46 +65,71 @@ def as_telegram_error(exc: Exception) -> TelegramError:
 
 
 # A shared task: defined before any app exists; registered on the app when `celery_app.create_app` makes it.
-@shared_task(bind=True, max_retries=3, name=TASK_NAME)
+@shared_task(bind=True, max_retries=None, name=TASK_NAME)
 def send_tg_notification(
-    self: Task, product_name: str, product_id: int, notification_id: int | None = None
+    self: Task,
+    product_name: str,
+    product_id: int,
+    notification_id: int | None = None,
+    first_attempt: float | None = None,
 ) -> dict[str, Any]:
     """Notify Telegram about a new product.
 
     `notification_id` ties the message to its outbox row; messages from the original project have none and
-    are simply sent. Transient failures retry after P419_RETRY_DELAY (5 s) or Telegram's retry_after, at most
-    3 times; 400/401/403 fail at once.
+    are simply sent. `max_retries=None`: the delivery deadline (P419_DELIVERY_DEADLINE after the product
+    was created, or after the first attempt of a message without a row), not a count, ends the retries, so
+    429s (which wait Telegram's retry_after) use up nothing; network errors and 5xx back off exponentially
+    with jitter; 400/401/403 fail at once. See tasks/retry_policy.py.
     """
     settings = get_settings()
-    retries = self.request.retries
+    now = time.time()
+    failures = self.request.retries + 1  # if this attempt fails
+    first_at = first_attempt if first_attempt is not None else now
     row = None
     if notification_id is not None:
-        row = OutboxRow(open_store(settings.database_path), notification_id, str(self.request.id))
+        store = open_store(settings.database_path)
+        row = OutboxRow(store, notification_id, str(self.request.id))
         granted, why_not, attempts = row.claim(settings.lease_seconds)
         if not granted:
             if why_not == "unknown":
+                # Not ours to judge: another stack's message, or an API on another data dir. Leave it in
+                # the queue for the worker that has the row; never ack it as done.
                 log.warning(
-                    "notification %s is not in %s: do the API and this worker share P419_DATA_DIR?",
+                    "notification %s is not in %s: left in the queue for the worker that has it"
+                    " (do the API and this worker share P419_DATA_DIR?)",
                     notification_id,
                     settings.database_path.resolve(),
                 )
+                time.sleep(UNKNOWN_REQUEUE_PAUSE)
+                raise Reject(f"notification {notification_id} is not in this worker's outbox", requeue=True)
             # Already delivered, held by another sender, or replaced by the sweep: never send twice.
             return {"status": "skipped", "message": f"notification {notification_id} is {why_not}"}
-        # The row counts attempts across chains, so a chain the sweep replaced does not reset the limit.
-        retries = max(retries, attempts - 1)
+        # The row counts attempts across chains, so a chain the sweep replaced does not reset the backoff.
+        failures = max(failures, attempts)
+        first_at = row.created_at
     try:
         result = deliver(settings, product_name, product_id)
     except Exception as exc:
         error = as_telegram_error(exc)
-        if error.retryable and retries < self.max_retries:
-            countdown = error.retry_after if error.retry_after is not None else settings.retry_delay
+        now = time.time()
+        decision = decide(
+            error,
+            failures=failures,
+            now=now,
+            first_at=first_at,
+            deadline=settings.delivery_deadline,
+            base=settings.retry_delay,
+        )
+        if decision.retry:
             if row is not None:
-                row.retry_later(str(error), countdown, settings.lease_seconds)
-            raise self.retry(exc=error, countdown=countdown) from None
+                row.retry_later(str(error), decision.countdown, settings.lease_seconds)
+            kwargs = {"notification_id": notification_id, "first_attempt": first_at}
+            raise self.retry(exc=error, countdown=decision.countdown, kwargs=kwargs) from None
+        message = gave_up(str(error), decision.reason, failures, now)
         if row is not None:
-            row.finish("failed", str(error))
-        log.warning("notification for product %s failed: %s", product_id, error)
-        return {"status": "failed", "message": str(error)}
+            row.finish("failed", message)
+        log.warning("notification for product %s failed: %s", product_id, message)
+        return {"status": "failed", "message": message}
     if row is not None:
         row.finish("sent" if result["status"] == "success" else "dry-run")
     return result

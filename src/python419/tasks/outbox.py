@@ -11,17 +11,21 @@ from python419.store import Notification, Store
 from python419.tasks.celery_app import get_target
 from python419.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
 from python419.tasks.notifications import send_tg_notification
+from python419.tasks.queues import queue_name, waiting_messages
 
 log = logging.getLogger(__name__)
 
 
 def enqueue(store: Store, settings: Settings, notification: Notification) -> str | None:
-    """Publish the task for a row. Returns the task id, or None when the broker is unreachable."""
+    """Publish the task for a row that is already `queued` with a lease (by `Store.create_product` or
+    `Store.due_for_enqueue`, in the transaction that made it due: no second write on success). Returns the
+    task id, or None when the broker is unreachable (the row is then `pending` again, for the sweep)."""
     try:
         result = send_tg_notification.apply_async(
             args=(notification.product_name, notification.product_id),
             kwargs={"notification_id": notification.id},
             task_id=notification.task_id,  # the row's chain: claim() refuses messages of any other
+            queue=queue_name(settings),
             retry=False,
             # The outbox row records the outcome. Skipping the result backend also keeps a publish from
             # blocking on the backend's reconnect loop while Redis is down.
@@ -29,20 +33,26 @@ def enqueue(store: Store, settings: Settings, notification: Notification) -> str
         )
     except Exception as exc:  # kombu raises OperationalError and friends; the row stays for the sweep
         log.warning("broker unreachable, notification %s stays pending: %s", notification.id, exc)
-        store.forget_lease(notification.id)
+        store.forget_lease(notification.id, str(notification.task_id))
         return None
-    # A queued message may wait long for a free worker, and the broker keeps it: suspect it lost (and send
-    # another) only after the visibility timeout, when kombu itself would give up on an unacked one.
-    store.mark_queued(notification.id, str(result.id), settings.visibility_timeout)
     return str(result.id)
 
 
 def sweep(store: Store, settings: Settings) -> int:
-    """Enqueue every row that needs a message now. Returns how many were published."""
+    """Enqueue every row that needs a message now. Returns how many were published.
+
+    `queued` rows past their lease are published again only while the stack's queue is empty: their
+    message was then either taken by a worker that died before claiming the row, or lost in the hand-over
+    from Redis to a killed worker (see `Store.due_for_enqueue`). While messages wait, it may just be in line.
+    """
     published = 0
-    for notification in store.due_for_enqueue(settings.lease_seconds):
+    waiting = waiting_messages(settings, get_target())
+    due = store.due_for_enqueue(settings.lease_seconds, queued_too=waiting == 0)
+    for index, notification in enumerate(due):
         if enqueue(store, settings, notification) is None:
-            break  # broker down: the rest would fail the same way
+            for rest in due[index + 1 :]:  # broker down: the rest would fail the same way
+                store.forget_lease(rest.id, str(rest.task_id))
+            break
         published += 1
     return published
 

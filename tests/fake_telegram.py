@@ -4,7 +4,8 @@
 - A wrong token: 401 `{"ok": false, "error_code": 401, "description": "Unauthorized"}`.
 - An unknown chat: 400 `Bad Request: chat not found`.
 - Scripted answers per message (matched by a marker in the text): "429:<s>" (with parameters.retry_after),
-  "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released).
+  "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released),
+  "delay:<s>" (a slow Bot API: answer 200 after <s> seconds; the call is recorded once answered).
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ class FakeTelegram:
                         answer = "400"
                 elif method == "getChat" and str(payload.get("chat_id")) != fake.chat_id:
                     answer = "400"
+                if answer.startswith("delay:"):
+                    time.sleep(float(answer.partition(":")[2]))
+                    answer = "ok"
                 with fake._lock:
                     fake.calls.append(Call(method, token, payload, answer))
                 self._answer(method, answer, payload)

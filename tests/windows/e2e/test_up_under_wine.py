@@ -110,6 +110,9 @@ class WineUp:
         )
         assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-4000:]}"
 
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, f"the supervisor died:\n{self.output()[-4000:]}"
+
     def p419(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [WINE, WINE_PYTHON, "-m", "python419", *args],
@@ -186,6 +189,8 @@ def test_up_delivers_shows_status_and_goes_down(wine_up, telegram: FakeTelegram)
     marker = f"wine-{uuid.uuid4().hex[:8]}"
     up.post_product(marker)
     assert telegram.wait_for(lambda: telegram.delivered(marker), 90), f"not delivered:\n{up.output()[-4000:]}"
+    time.sleep(2)  # the worker's "succeeded" line (it echoes the message) reaches the printer
+    up.assert_alive()
 
     status = up.p419("status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -232,7 +237,7 @@ def test_up_on_a_pipe_survives_a_product_name_full_of_emoji(wine_up, telegram: F
     assert telegram.wait_for(lambda: telegram.delivered(marker), 90), f"not delivered:\n{up.output()[-4000:]}"
     assert telegram.delivered(marker)[0].payload["text"].count("🚀") == 1  # the text arrived intact
     time.sleep(3)  # the worker's "succeeded" line, which echoes the text, reaches the printer
-    assert up.proc.poll() is None, f"supervisor died:\n{up.output()[-4000:]}"
+    up.assert_alive()
     down = up.p419("down", "--timeout", "120")
     assert down.returncode == 0, down.stdout + down.stderr
     assert up.proc.wait(30) == 0, up.output()[-3000:]

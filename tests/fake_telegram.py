@@ -7,6 +7,7 @@
   "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released),
   "trickle:<s>" (accept the message, then send the whole answer one byte every <s> seconds: a per-read timeout
   never fires; `Call.ended` records when the client gave up or the answer was complete).
+  "delay:<s>" (a slow Bot API: answer 200 after <s> seconds; the call is recorded once answered).
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ class FakeTelegram:
                         answer = "400"
                 elif method == "getChat" and str(payload.get("chat_id")) != fake.chat_id:
                     answer = "400"
+                if answer.startswith("delay:"):
+                    time.sleep(float(answer.partition(":")[2]))
+                    answer = "ok"
                 call = Call(method, token, payload, answer, port=self.client_address[1])
                 with fake._lock:
                     fake.calls.append(call)

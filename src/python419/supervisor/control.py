@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 from rich.table import Table
 
-from python419.supervisor.state import child_statuses, read_state, request_stop
+from python419.supervisor.state import child_statuses, request_stop
 
 
 def status_document(state: dict[str, Any]) -> dict[str, Any]:
@@ -50,9 +50,26 @@ def _fmt(value: float | None, pattern: str) -> str:
 def stop_and_wait(run_dir: Path, state: dict[str, Any], timeout: float) -> bool:
     """Ask the running `up` to stop, as Ctrl+C would. True when it stopped within `timeout`."""
     request_stop(run_dir)
+    # Poll the supervisor process, not its state file: on Windows a reader holding up.json open makes the
+    # supervisor's final unlink fail with WinError 32 (sharing violation; seen under Wine, where it crashed
+    # `p419 up` at exit).
+    try:
+        proc = psutil.Process(int(state["pid"]))
+        if abs(proc.create_time() - float(state["create_time"])) > 1:
+            return True  # the pid now belongs to another process: ours is gone
+    except (psutil.Error, KeyError, ValueError):
+        return True
     deadline = time.monotonic() + timeout
-    while psutil.pid_exists(int(state["pid"])) and read_state(run_dir) is not None:
+    while _alive(proc):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
     return True
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a POSIX parent that has not reaped it yet; it will never write again)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -33,9 +33,10 @@ def plan_for(
     options: UpOptions = UpOptions(),
 ) -> Plan:
     """The plan for a local Redis that is not running yet (started when a binary is given)."""
+    remote = mode == "redis-remote"  # a Redis on another host
     broker = choose_broker(
-        mode,  # type: ignore[arg-type]
-        url="redis://127.0.0.1:6379/0",
+        "redis" if remote else mode,  # type: ignore[arg-type]
+        url="redis://cache.internal:6379/0" if remote else "redis://127.0.0.1:6379/0",
         answers=False,
         redis_binary=redis_binary,
         platform=platform,  # type: ignore[arg-type]

@@ -92,13 +92,35 @@ def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
     assert plan_for("linux", tmp_path).by_kind("redis")[0].argv[0] == "redis-server"
 
 
-def test_no_uvicorn_reload_under_up_on_windows(tmp_path: Path) -> None:
+def test_reload_restarts_processes_never_uvicorns_reloader(tmp_path: Path) -> None:
+    # uvicorn's reloader stops its server with CTRL_C_EVENT on Windows (the whole console): p419 restarts the
+    # API process itself, on every OS, through its launcher (whose stop file needs no console).
+    for platform in ("windows", "linux"):
+        plan = plan_for(platform, tmp_path, Flags(reload=True), mode="embedded")
+        api = plan.by_kind("api")[0]
+        assert plan.project.reload and "--reload" not in api.argv and api.watchdog
+        assert not any("CTRL_C" in w for w in plan.warnings)
     windows = plan_for("windows", tmp_path, Flags(reload=True), mode="embedded")
-    assert "--reload" not in windows.by_kind("api")[0].argv
-    assert any("CTRL_C_EVENT" in w for w in windows.warnings)
-    assert windows.env["PYTHONIOENCODING"] == "utf-8"
-    linux = plan_for("linux", tmp_path, Flags(reload=True), mode="embedded")
-    assert "--reload" in linux.by_kind("api")[0].argv and not linux.warnings
+    assert windows.by_kind("api")[0].stop_file is not None and windows.stop == "ctrl-break"
+
+
+def test_only_workers_joins_a_remote_stack_and_refuses_the_embedded_broker(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="cannot span hosts"):
+        plan_for("linux", tmp_path, Flags(only=("workers",)), mode="embedded")
+    with pytest.raises(PlanError, match="no Redis answers"):
+        plan_for("linux", tmp_path, Flags(only=("workers",)))  # would have to start Redis here
+    plan = plan_for("linux", tmp_path, Flags(only=("workers",)), redis_binary=None, mode="redis-remote")
+    assert [c.kind for c in plan.children] == ["worker"]
+
+
+def test_beat_and_flower(tmp_path: Path) -> None:
+    plan = plan_for("windows", tmp_path, config={"celery": "main.celery", "api": "main:app", "beat": True})
+    [beat] = plan.by_kind("beat")
+    assert beat.argv[3:7] == ["celery", "-A", "main.celery", "beat"]
+    assert beat.argv[beat.argv.index("--schedule") + 1] == str(tmp_path / "beat" / "celerybeat-schedule")
+    assert "--pidfile" not in " ".join(beat.argv) and beat.env["P419_STACK_BEAT_LOCK"] == str(
+        tmp_path / "beat"
+    )
 
 
 def test_user_project_plan(tmp_path: Path) -> None:

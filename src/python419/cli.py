@@ -168,7 +168,15 @@ def up(
         None, "-Q", "--queues", help="Queues the workers consume, comma-separated."
     ),
     loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
-    reload: bool | None = typer.Option(None, "--reload/--no-reload", help="Restart the API on code changes."),
+    reload: bool | None = typer.Option(
+        None, "--reload/--no-reload", help="Restart the API and workers (warmly) when a .py file changes."
+    ),
+    only: str | None = typer.Option(
+        None,
+        help="Run part of the stack against a running one's Redis: api, workers, beat, flower (comma-separated).",
+    ),
+    beat: bool | None = typer.Option(None, "--beat/--no-beat", help="Run exactly one celery beat."),
+    flower: bool | None = typer.Option(None, "--flower/--no-flower", help="Run Flower on 127.0.0.1:5555."),
     broker: str | None = typer.Option(
         None, help="auto (default), redis, embedded (no server), or a redis:// URL."
     ),
@@ -202,6 +210,9 @@ def up(
         concurrency=concurrency,
         queues=tuple(q for q in queues.split(",") if q) if queues else None,
         reload=reload,
+        beat=beat,
+        flower=flower,
+        only=tuple(part.strip() for part in only.split(",")) if only else None,
     )
     project, config = current(flags)
     try:
@@ -241,6 +252,42 @@ def init(
     for line in found.left:
         say(f"  left to you: {line}")
     say(f"wrote {written.name}; next: p419 up (p419 up --dry-run shows what it runs)")
+
+
+@app.command()
+def restart(
+    names: list[str] = typer.Argument(
+        ..., help="Children (worker1), groups (worker) or kinds (api, workers)."
+    ),
+    timeout: float = typer.Option(30.0, min=1, help="Seconds to wait for the new process(es)."),
+) -> None:
+    """Restart children of a running `p419 up` (workers warmly: a task in hand finishes)."""
+    import time
+
+    from python419.supervisor.state import read_state, request_restart
+
+    _, config = current()
+    state = read_state(config.run_dir)
+    if state is None:
+        raise fail("p419 up is not running", 1)
+    before = {name: child.get("pid") for name, child in state.get("children", {}).items()}
+    request_restart(config.run_dir, names)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = read_state(config.run_dir)
+        if now is None:
+            raise fail("p419 up stopped", 1)
+        changed = {
+            name: child.get("pid")
+            for name, child in now.get("children", {}).items()
+            if child.get("pid") != before.get(name) and child.get("state") == "running"
+        }
+        if changed:
+            for name, pid in changed.items():
+                out.print(f"{name} restarted (pid {before.get(name)} → {pid})", markup=False)
+            return
+    raise fail(f"no child restarted within {timeout:g}s (p419 status shows what runs)", 1)
 
 
 @app.command()

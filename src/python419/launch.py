@@ -102,6 +102,18 @@ def report_ready(path: str) -> None:
     worker_ready.connect(on_ready, weak=False)
 
 
+def take_beat_lock(app: str, environ: Mapping[str, str]) -> None:
+    from python419.beatlock import BeatLockHeld, acquire
+    from python419.broker import runtime_target
+    from python419.settings import get_settings
+
+    Path(environ[stackenv.BEAT_LOCK]).mkdir(parents=True, exist_ok=True)
+    try:
+        acquire(runtime_target(get_settings(), environ), app)
+    except BeatLockHeld as exc:
+        raise LaunchError(str(exc)) from None
+
+
 def watch_stop_file(path: str, interval: float = STOP_POLL) -> threading.Thread:
     """A warm stop that needs no console: when the supervisor creates the file, act as on SIGTERM (Celery's
     warm shutdown, uvicorn's graceful stop). Used where CTRL_BREAK cannot reach us (no shared console:
@@ -142,6 +154,8 @@ def prepare(argv: list[str], environ: Mapping[str, str]) -> None:
             configure_for_stack(load_celery_app(spec), environ)
         if environ.get(stackenv.READY_FILE):
             report_ready(environ[stackenv.READY_FILE])
+        if "beat" in argv and environ.get(stackenv.BEAT_LOCK):
+            take_beat_lock(spec or "", environ)
     elif program == "uvicorn":
         # The API publishes tasks: its Celery app must use the stack's broker folders too.
         spec = environ.get(stackenv.CELERY_APP)

@@ -185,6 +185,10 @@ class Flags:
     reload: bool | None = None
     beat: bool | None = None
     flower: bool | None = None
+    only: tuple[str, ...] | None = None  # run part of the stack: api, workers, beat, flower
+
+
+ONLY_CHOICES = ("api", "workers", "beat", "flower")
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,7 @@ class Project:
     reload: bool = False
     beat: bool = False
     flower: bool = False
+    only: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -308,7 +313,17 @@ def resolve_project(
         reload=bool(flags.reload if flags.reload is not None else config.reload),
         beat=bool(flags.beat if flags.beat is not None else config.beat),
         flower=bool(flags.flower if flags.flower is not None else config.flower),
+        only=_only(flags.only),
     )
+
+
+def _only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    unknown = [v for v in value if v not in ONLY_CHOICES]
+    if unknown or not value:
+        raise ProjectError(f"--only {','.join(value)}: choose from {', '.join(ONLY_CHOICES)}")
+    return value
 
 
 def _broker_flag(value: str | None) -> str | None:

@@ -18,7 +18,8 @@ SUPERVISOR_PID = "P419_STACK_SUPERVISOR_PID"  # the orphan watchdog watches it (
 READY_FILE = "P419_STACK_READY_FILE"  # a worker writes its pid there on Celery's worker_ready
 STOP_FILE = "P419_STACK_STOP_FILE"  # a worker asked to stop warmly without a console signal
 CELERY_APP = "P419_STACK_CELERY_APP"  # the user's Celery app (MODULE[:ATTR]), configured by the launcher
-ENV_FILES = "P419_STACK_ENV_FILES"  # the project's env files, os.pathsep-separated
+ENV_FILES = "P419_STACK_ENV_FILES"
+BEAT_LOCK = "P419_STACK_BEAT_LOCK"  # beat: the folder for its schedule, and the one-beat-per-broker lock  # the project's env files, os.pathsep-separated
 CELERY_BROKER_URL = "CELERY_BROKER_URL"
 CELERY_RESULT_BACKEND = "CELERY_RESULT_BACKEND"
 

@@ -62,6 +62,8 @@ class ChildState:
     backoff: Backoff = field(default_factory=Backoff)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     next_probe: float = 0.0
+    restart_by: float | None = None  # a restart we asked for: stopping warmly until then, then killed
+    parked: bool = False  # cannot load the app under --reload: down until the next change
 
     @property
     def running(self) -> bool:
@@ -80,6 +82,8 @@ class Manager:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
+        restart_requested: Callable[[], list[str]] = lambda: [],
+        reload: bool = False,
         grace: float = 10.0,
         ready_timeout: float = 30.0,
         idle_poll: float = IDLE_POLL,
@@ -88,6 +92,8 @@ class Manager:
         # A SimpleQueue: request_stop puts on it from a signal handler, and only SimpleQueue.put is reentrant.
         self.lines: Lines = lines if lines is not None else queue.SimpleQueue()
         self.clock, self.sleep, self.stop_requested = clock, sleep, stop_requested
+        self.restart_requested, self.reload = restart_requested, reload
+        self._restarts: queue.SimpleQueue[tuple[tuple[str, ...], str]] = queue.SimpleQueue()
         self.grace, self.ready_timeout, self.idle_poll = grace, ready_timeout, idle_poll
         self.states = {spec.name: ChildState(spec) for spec in plan.children}
         self._stop_reason: str | None = None
@@ -108,6 +114,12 @@ class Manager:
         else:
             self._force = True
         if isinstance(self.lines, queue.SimpleQueue):  # reentrant: safe inside a signal handler
+            self.lines.put(WAKE)
+
+    def request_restart(self, names: tuple[str, ...], reason: str) -> None:
+        """Restart these children (warmly) as soon as the loop wakes; safe from any thread."""
+        self._restarts.put((names, reason))
+        if isinstance(self.lines, queue.SimpleQueue):
             self.lines.put(WAKE)
 
     # --- the loop --------------------------------------------------------------------------------
@@ -137,6 +149,7 @@ class Manager:
             if self._stop_reason is not None:
                 return self._shutdown(self._stop_code, self._stop_reason)
             now = self.clock()
+            self._take_restart_requests(now)
             for state in self.states.values():
                 failure = self._check_exit(state, now)
                 if failure:
@@ -151,11 +164,59 @@ class Manager:
                 )
                 return self._shutdown(1, f"{late.spec.name} never got ready")
 
+    # --- restarts asked for (p419 restart NAME, --reload) ----------------------------------------------
+
+    def expand(self, name: str) -> list[str]:
+        """A child's name, a worker group's name, or a kind (api, worker(s), beat, flower, redis)."""
+        if name in self.states:
+            return [name]
+        group = [n for n, s in self.states.items() if s.spec.group == name]
+        return group or [n for n, s in self.states.items() if s.spec.kind == name.removesuffix("s")]
+
+    def _take_restart_requests(self, now: float) -> None:
+        requests = [(tuple(self.restart_requested()), "p419 restart")]
+        while True:
+            try:
+                requests.append(self._restarts.get_nowait())
+            except queue.Empty:
+                break
+        for names, reason in requests:
+            for asked in names:
+                found = self.expand(asked)
+                if not found:
+                    self._emit(ev.Note(f"restart {asked}: no such child (see p419 status)", loud=True))
+                for name in found:
+                    self._begin_restart(self.states[name], reason, now)
+
+    def _begin_restart(self, state: ChildState, reason: str, now: float) -> None:
+        self._emit(ev.Note(f"restarting {state.spec.name} ({reason})"))
+        state.backoff = Backoff()  # asked for: not a crash
+        if state.running and state.child is not None:
+            state.child.stop()  # warm: a worker finishes the task in hand
+            state.restart_by = now + self.grace
+        elif state.restart_by is None:
+            state.parked, state.restart_at = False, now
+
+    def _finish_restart(self, state: ChildState, now: float) -> str | None:
+        """The child we asked to stop for a restart: started again once it is gone (killed after grace)."""
+        assert state.child is not None and state.restart_by is not None
+        code = state.child.poll()
+        if code is None:
+            if now >= state.restart_by:
+                state.child.kill_tree()
+            return None
+        self._drain()
+        self._emit(ev.Exited(state.spec.name, code, expected=True, clean=stopped_cleanly(code)))
+        state.restart_by = None
+        return None if self._start(state) else f"{state.spec.name} could not start"
+
     def _next_deadline(self, began: float) -> float | None:
         """When the loop has something to do next, short of a line or a signal: a due probe, a restart, the
         ready timeout. None: nothing is scheduled (the idle poll applies)."""
         due: list[float] = []
         for state in self.states.values():
+            if state.restart_by is not None:
+                due.append(state.restart_by)
             if state.restart_at is not None:
                 due.append(state.restart_at)
             elif not state.ready and state.child is not None:
@@ -185,11 +246,20 @@ class Manager:
         """Handle a child that exited on its own. Returns a reason when the stack must stop."""
         if state.child is None or state.restart_at is not None:
             return None
+        if state.restart_by is not None:
+            return self._finish_restart(state, now)
         code = state.child.poll()
         if code is None:
             return None
         self._drain()  # its last words belong before the exit line
         self._emit(ev.Exited(state.spec.name, code, expected=False))
+        if code == CONFIG_EXIT and self.reload:
+            # A save broke the code (its error is above): keep the child down, the next good save restarts it.
+            self._emit(
+                ev.Note(f"{state.spec.name} cannot load the app: waiting for the next change", loud=True)
+            )
+            state.child, state.parked, state.ready = None, True, False
+            return None
         if code == CONFIG_EXIT:
             # The launcher could not load the app (its line says why): a restart would fail the same way.
             self._emit(
@@ -217,7 +287,8 @@ class Manager:
                 self._emit(ev.ChildReady(state.spec.name, self.clock() - state.started_at))
         if not self.stack_ready and all(s.ready for s in self.states.values()):
             self.stack_ready = True
-            urls = (self.plan.api_url, f"{self.plan.api_url}/docs")
+            has_api = any(s.spec.kind == "api" for s in self.states.values())
+            urls = (self.plan.api_url, f"{self.plan.api_url}/docs") if has_api else ()
             self._emit(ev.StackReady(self.clock() - began, urls))
 
     # --- stopping --------------------------------------------------------------------------------

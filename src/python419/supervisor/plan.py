@@ -29,11 +29,12 @@ from python419.platforms import (
 from python419.project import Project
 from python419.settings import BrokerMode, Settings
 
-Kind = Literal["redis", "api", "worker"]
+Kind = Literal["redis", "api", "worker", "beat", "flower"]
 ReadyKind = Literal["redis", "http", "tcp", "file"]
 
 # Stop order: workers finish their task first, then the API stops taking products, then the broker goes.
-STOP_ORDER: tuple[Kind, ...] = ("worker", "api", "redis")
+STOP_ORDER: tuple[Kind, ...] = ("beat", "worker", "flower", "api", "redis")
+FLOWER_PORT = 5555
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,12 @@ def worker_processes(platform: Platform, pool: Pool, count: int, concurrency: in
     return count, concurrency or 0
 
 
+def flower_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flower") is not None
+
+
 def launcher(python: str) -> list[str]:
     return [python, "-m", "python419.launch"]
 
@@ -235,6 +242,20 @@ def build_plan(
         # Windows: CTRL_BREAK needs a shared console; the stop file works without one.
         return run_dir / f"{name}.stop" if stop.kind == "ctrl-break" else None
 
+    only = project.only
+    wants = lambda part: only is None or part in only  # noqa: E731
+    if only is not None:
+        # A second machine joining a stack: everything it needs must already run somewhere else.
+        if broker.kind == "embedded":
+            raise PlanError(
+                f"--only {','.join(only)} cannot use the embedded broker: it is a folder on this machine and "
+                "cannot span hosts; set REDIS_URL (or --broker redis://HOST:PORT/0) to the stack's Redis"
+            )
+        if broker.kind == "start-redis":
+            raise PlanError(
+                f"--only {','.join(only)} joins a running stack, but no Redis answers at "
+                f"{safe_url(target.url)}: start the whole stack first, or point REDIS_URL at its Redis"
+            )
     if broker.kind == "start-redis" and redis_binary:
         argv = redis_argv(redis_binary, target.url, settings.redis_dir)
         if orphan_guard(platform) == "watchdog":
@@ -244,7 +265,9 @@ def build_plan(
 
     api_url = http_url(settings.api_host, settings.api_port)
     ready_url = http_url(probe_host(settings.api_host), settings.api_port) + project.ready_path
-    if project.api_command:
+    if not wants("api"):
+        pass
+    elif project.api_command:
         children.append(
             ChildSpec(
                 "api",
@@ -257,21 +280,15 @@ def build_plan(
     elif project.api:
         argv = [*launcher(python), "uvicorn", project.api, "--host", settings.api_host]
         argv += ["--port", str(settings.api_port)]
-        if project.reload:
-            if platform == "windows":
-                warnings.append(
-                    "--reload is not available under p419 up on Windows (uvicorn reloads with "
-                    "CTRL_C_EVENT, which reaches the whole console); run the API in its own terminal"
-                )
-            else:
-                argv.append("--reload")
+        # No uvicorn --reload, on any OS: with --reload p419 restarts this process itself (supervisor/reload.py).
         children.append(
             ChildSpec(
                 "api", "api", argv, cwd=cwd, ready=Readiness("http", ready_url), stop_file=stop_file("api")
             )
         )
 
-    for group in project.workers:
+    events = ["-E"] if project.flower and flower_installed() else []  # Flower shows what task events say
+    for group in project.workers if wants("workers") else ():
         choice = choose_pool(platform, group.pool)
         if choice.warning:
             warnings.append(choice.warning)
@@ -285,6 +302,7 @@ def build_plan(
             argv = worker_command(
                 python, project.celery, choice.pool, per_process, group.queues, options.loglevel, f"{name}@%h"
             )
+            argv += events
             children.append(
                 ChildSpec(
                     name,
@@ -297,10 +315,37 @@ def build_plan(
                     group=group.name,
                 )
             )
-    for wanted in ("beat", "flower"):
-        if getattr(project, wanted):
+    if project.beat and wants("beat"):
+        beat_dir = data_dir / "beat"
+        argv = [*launcher(python), "celery", "-A", project.celery, "beat", f"--loglevel={options.loglevel}"]
+        # The schedule under the data dir, no pid file: a stale celerybeat.pid in the project folder kept beat
+        # from starting again after a crash, and broke on Windows (celery#5911). One beat per broker is
+        # guarded by the launcher's lock instead (python419/beatlock.py).
+        argv += ["--schedule", str(beat_dir / "celerybeat-schedule")]
+        children.append(
+            ChildSpec(
+                "beat",
+                "beat",
+                argv,
+                env={stackenv.BEAT_LOCK: str(beat_dir)},
+                cwd=cwd,
+                stop_file=stop_file("beat"),
+            )
+        )
+    if project.flower and wants("flower"):
+        if not flower_installed():
             warnings.append(
-                f"{wanted} = true: not run by this version of p419 up; start it in its own terminal"
+                "flower = true, but Flower is not installed: pip install flower (then p419 up again)"
+            )
+        else:
+            flower_dir = data_dir / "flower"
+            argv = [*launcher(python), "celery", "-A", project.celery, "flower", "--address=127.0.0.1"]
+            argv += [f"--port={FLOWER_PORT}", "--persistent=True", f"--db={flower_dir / 'flower.db'}"]
+            flower_ready = Readiness("http", f"http://127.0.0.1:{FLOWER_PORT}/healthcheck")
+            children.append(
+                ChildSpec(
+                    "flower", "flower", argv, cwd=cwd, ready=flower_ready, stop_file=stop_file("flower")
+                )
             )
     for child in children:
         if child.stop_file is not None:

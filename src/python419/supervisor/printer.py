@@ -265,7 +265,8 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
         case ev.ChildReady(name, seconds):
             return f"{name} ready in {seconds:.2f}s", "green"
         case ev.StackReady(seconds, urls):
-            return f"ready in {seconds:.2f}s: API {urls[0]}  docs {urls[1]}  (Ctrl+C to stop)", "bold green"
+            where = f": API {urls[0]}  docs {urls[1]} " if urls else ""
+            return f"ready in {seconds:.2f}s{where} (Ctrl+C to stop)", "bold green"
         case ev.Exited(name, code, expected, clean, killed):
             if not expected:
                 return f"{name} exited unexpectedly with code {code}", "red"

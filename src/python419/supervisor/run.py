@@ -6,11 +6,14 @@ import os
 import queue
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+import python419
 from python419.addresses import is_local_url
 from python419.broker import redis_answers, redis_binary
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
@@ -32,7 +35,8 @@ from python419.supervisor.plan import (
 from python419.supervisor.printer import Printer
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
-from python419.supervisor.state import STOP_FILE, StateError, StateFile, UpLock
+from python419.supervisor.reload import describe_changes, start_reloader
+from python419.supervisor.state import STOP_FILE, StateError, StateFile, UpLock, take_restart_requests
 
 
 class UpError(Exception):
@@ -62,18 +66,18 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
             raise UpError(f"REDIS_SERVER={settings.redis_server} is not an executable file (nor on PATH)")
     try:
         broker = choose_broker(mode, url=url, answers=answers, redis_binary=binary, platform=platform)
+        plan = build_plan(
+            project,
+            settings,
+            options,
+            platform=platform,
+            python=sys.executable,
+            broker=broker,
+            redis_binary=binary,
+            supervisor_pid=os.getpid(),
+        )
     except PlanError as exc:
         raise UpError(str(exc)) from None
-    plan = build_plan(
-        project,
-        settings,
-        options,
-        platform=platform,
-        python=sys.executable,
-        broker=broker,
-        redis_binary=binary,
-        supervisor_pid=os.getpid(),
-    )
     if platform_note:
         plan.warnings.append(platform_note)
     return plan
@@ -92,6 +96,25 @@ def write_redis_config(url: str, redis_dir: Path) -> None:
 def dry_run(plan: Plan, console: Console) -> None:
     for line in plan_lines(plan):
         console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def watch_for_changes(
+    plan: Plan, manager: Manager, emit: Callable[[ev.Event], None], stop: threading.Event
+) -> None:
+    """--reload: a .py file saved under the project restarts the children that run its code."""
+    names = tuple(c.name for c in plan.children if c.kind in ("api", "worker", "beat") and c.watchdog)
+    folders = [plan.project.app_dir]
+    if plan.project.bundled:
+        folders.append(Path(python419.__file__).parent)  # the bundled app's own code
+    ignore = [plan.data_dir, Path(sys.prefix)]
+
+    def changed(paths: list[str]) -> None:
+        reason = describe_changes(paths, plan.project.app_dir, names)
+        emit(ev.Note(f"reload: {reason}"))
+        manager.request_restart(names, "reload")
+
+    start_reloader(folders, ignore, changed, stop)
+    emit(ev.Note(f"reload: watching .py files under {', '.join(map(str, folders))}"))
 
 
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
@@ -133,6 +156,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         emit,
         lines=lines,
         stop_requested=stop_file.exists,
+        restart_requested=lambda: take_restart_requests(run_dir),
+        reload=plan.project.reload,
         grace=grace,
         ready_timeout=ready_timeout,
     )
@@ -153,9 +178,13 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         emit(ev.Note(f"workers: {note}"))
     for warning in plan.warnings:
         emit(ev.Note(warning, loud=True))
+    stop_watching = threading.Event()
+    if plan.project.reload:
+        watch_for_changes(plan, manager, emit, stop_watching)
     try:
         return manager.run()
     finally:
+        stop_watching.set()
         printer.close()
         state.remove()
         stop_file.unlink(missing_ok=True)

@@ -348,6 +348,33 @@ def child_statuses(state: dict[str, Any], sample: float = 0.1) -> list[ChildStat
     return rows
 
 
+RESTART_FILE = "restart-request"
+
+
+def request_restart(run_dir: Path, names: list[str]) -> None:
+    """What `p419 restart NAME` does: the running `up` polls for this file (as for a stop)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RESTART_FILE
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(f"{name}\n" for name in names))
+
+
+def take_restart_requests(run_dir: Path) -> list[str]:
+    """The names asked for since the last call (the file is consumed)."""
+    path = run_dir / RESTART_FILE
+    taken = run_dir / (RESTART_FILE + ".taken")
+    try:
+        path.replace(taken)
+    except OSError:
+        return []
+    try:
+        return [line.strip() for line in taken.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError:
+        return []
+    finally:
+        taken.unlink(missing_ok=True)
+
+
 def request_stop(run_dir: Path) -> None:
     """What `p419 down` does: the running `up` polls for this file and stops as on Ctrl+C."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ def create_celery() -> Celery:
         task_create_missing_queues=False,
         task_routes={"tasks.urgent": {"queue": "high_priority"}, "tasks.later": {"queue": "low_priority"}},
         imports=["tasks"],
+        beat_schedule={"tick": {"task": "tasks.later", "schedule": 1.0, "args": (7,)}},
     )
     return celery_app
 
@@ -32,6 +33,11 @@ def create_app() -> FastAPI:
     @app.post("/urgent/{n}")
     def urgent(n: int):
         result = app.celery_app.send_task("tasks.urgent", args=(n,))
+        return {"task_id": result.id}
+
+    @app.post("/later/{n}")
+    def later(n: int):
+        result = app.celery_app.send_task("tasks.later", args=(n,))
         return {"task_id": result.id}
 
     @app.get("/result/{task_id}")

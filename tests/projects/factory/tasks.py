@@ -6,9 +6,9 @@ def urgent(self, n):
     return {"double": n * 2, "queue": self.request.delivery_info.get("routing_key"), "worker": self.request.hostname}
 
 
-@shared_task(name="tasks.later")
-def later(n):
-    return n
+@shared_task(name="tasks.later", bind=True)
+def later(self, n):
+    return {"n": n, "queue": self.request.delivery_info.get("routing_key"), "worker": self.request.hostname}
 
 
 __all__ = ["current_app", "urgent", "later"]

@@ -5,6 +5,7 @@ comes back, and Ctrl+C leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -238,3 +239,30 @@ def test_init_refuses_to_overwrite_and_says_what_is_unrecognisable(tmp_path: Pat
     again = p419(tmp_path, clean_environ(), "init")
     assert again.returncode == 2 and "--force" in again.stderr
     assert p419(tmp_path, clean_environ(), "init", "--force").returncode == 0
+
+
+def test_doctor_follows_the_project_and_names_an_unconsumed_route(project) -> None:
+    root = project("factory")
+    init(root)  # the Procfile's worker consumes high_priority,default; tasks.later goes to low_priority
+    done = p419(root, clean_environ(), "doctor", "--json", timeout=120)
+    checks = {c["id"]: c for c in json.loads(done.stdout)}
+    registration = checks["registration"]
+    assert registration["status"] == "pass" and "tasks.urgent" in registration["detail"], registration
+    routes = checks["routes"]
+    assert routes["status"] == "fail", routes
+    assert "tasks.later → queue 'low_priority'" in routes["detail"] and "tasks.urgent" not in routes["detail"]
+    assert "low_priority" in routes["fix"]
+    assert done.returncode == 1
+    # With a group on that queue, nothing is left unconsumed.
+    config = (
+        (root / "p419.toml")
+        .read_text()
+        .replace(
+            'queues = ["high_priority", "default"]', 'queues = ["high_priority", "default", "low_priority"]'
+        )
+    )
+    (root / "p419.toml").write_text(config)
+    again = {
+        c["id"]: c for c in json.loads(p419(root, clean_environ(), "doctor", "--json", timeout=120).stdout)
+    }
+    assert again["routes"]["status"] == "pass", again["routes"]

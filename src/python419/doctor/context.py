@@ -39,6 +39,7 @@ class Context:
     settings_error: str | None
     settings_error_names: tuple[str, ...]
     project: Project | None
+    explicit_app: bool  # --app given: checked as the bundled app's replacement (our task expected)
     platform: Platform
     app: AppSpec
     target: BrokerTarget  # the broker the stack uses: a running `up`'s choice, else the settings'
@@ -110,6 +111,7 @@ def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project
         settings_error=error,
         settings_error_names=names,
         project=project,
+        explicit_app=app is not None,
         platform=effective_platform(settings, environ),
         app=spec,
         target=target,

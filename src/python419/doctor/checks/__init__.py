@@ -12,7 +12,7 @@ from python419.doctor.checks.bot import check_chat, check_token
 from python419.doctor.checks.broker import check_broker
 from python419.doctor.checks.envfile import check_env_file, check_env_keys, check_env_values
 from python419.doctor.checks.exposure import check_api_exposure, check_redis_exposure
-from python419.doctor.checks.registration import check_registration
+from python419.doctor.checks.registration import check_registration, check_routes
 from python419.doctor.checks.system import check_platform, check_pool_config
 from python419.doctor.checks.workers import check_workers
 from python419.doctor.model import Check
@@ -29,6 +29,7 @@ CHECKS: tuple[Check, ...] = (
     Check("env.values", check_env_values, needs_settings=False),
     Check("broker", check_broker, 2.5, "fail", "check REDIS_URL: the broker does not answer"),
     Check("registration", check_registration, APP_BUDGET, "fail", IMPORT_FIX, needs_settings=False),
+    Check("routes", check_routes, APP_BUDGET, "fail", IMPORT_FIX, needs_settings=False),
     Check("workers", check_workers, 3.5),
     Check("queue", check_queue, 3.0),
     Check("api", check_api, 3.0),

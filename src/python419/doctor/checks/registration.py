@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from python419.doctor.app_spec import TASK_MODULE, TASK_NAME, AppSpec
 from python419.doctor.context import Context
-from python419.doctor.model import Outcome, failed, passed
+from python419.doctor.model import Outcome, failed, passed, warned
 from python419.doctor.probes.app_probe import AppProbe, Autodiscovery
 
 UNREGISTERED = "a worker started from it answers our messages with 'Received unregistered task'"
@@ -44,7 +44,13 @@ def describe_discovery(calls: tuple[Autodiscovery, ...]) -> str:
     return "; ".join(parts)
 
 
-def registration_outcome(probe: AppProbe, spec: AppSpec) -> Outcome:
+def took(probe: AppProbe) -> str:
+    return f" (in {probe.seconds:.1f} s of a {probe.budget:g} s budget)" if probe.seconds is not None else ""
+
+
+def registration_outcome(probe: AppProbe, spec: AppSpec, expected: str | None = TASK_NAME) -> Outcome:
+    """`expected`: the task a worker must know (the bundled app's); None for a user's project, whose tasks
+    are listed."""
     app = str(spec)
     reproduce = f'reproduce with: python -c "import {spec.module}"'
     if probe.stage == "timeout":
@@ -63,9 +69,21 @@ def registration_outcome(probe: AppProbe, spec: AppSpec) -> Outcome:
             f"{app} imports, but loading its task modules fails: {probe.error}",
             f"fix that error; {reproduce}",
         )
+    if expected is None:
+        shown = ", ".join(probe.tasks[:8]) + (
+            f" and {len(probe.tasks) - 8} more" if len(probe.tasks) > 8 else ""
+        )
+        if not probe.tasks:
+            return warned(
+                f"{app} imports cleanly, but registers no task: a worker would run nothing",
+                "import your tasks modules from the app module, or list them in Celery(include=[...])",
+            )
+        return passed(
+            f"{app} imports cleanly in a fresh interpreter{took(probe)}; {len(probe.tasks)} task(s): {shown}"
+        )
     if TASK_NAME in probe.tasks:
         return passed(
-            f"{app} imports cleanly in a fresh interpreter; {len(probe.tasks)} task(s) registered, "
+            f"{app} imports cleanly in a fresh interpreter{took(probe)}; {len(probe.tasks)} task(s) registered, "
             f"including {TASK_NAME}"
         )
     registered = ", ".join(probe.tasks) or "none"
@@ -78,4 +96,32 @@ def registration_outcome(probe: AppProbe, spec: AppSpec) -> Outcome:
 
 
 def check_registration(ctx: Context) -> Outcome:
-    return registration_outcome(ctx.app_probe.get(), ctx.app)
+    bundled = ctx.project is None or ctx.project.bundled or ctx.explicit_app
+    return registration_outcome(ctx.app_probe.get(), ctx.app, TASK_NAME if bundled else None)
+
+
+def routes_outcome(probe: AppProbe, groups: list[tuple[str, tuple[str, ...]]]) -> Outcome:
+    """Pure: does some worker group consume the queue of every task? A task routed elsewhere waits forever."""
+    if probe.stage != "ok":
+        return warned(
+            "could not read the task routes: the app did not load (see registration)",
+            "fix registration first",
+        )
+    default = probe.default_queue or "celery"
+    consumed = {q for _, queues in groups for q in (queues or (default,))}
+    orphans = [(task, queue) for task, queue in probe.routes if queue not in consumed]
+    if orphans:
+        listed = "; ".join(f"{task} → queue {queue!r}" for task, queue in orphans)
+        return failed(
+            f"no worker group consumes the queue of: {listed} (groups consume: {', '.join(sorted(consumed))})",
+            f"add the queue to a group's queues in the p419 config, e.g. queues = [{orphans[0][1]!r}]",
+        )
+    return passed(f"every task's queue is consumed ({', '.join(sorted(consumed))})")
+
+
+def check_routes(ctx: Context) -> Outcome:
+    project = ctx.project
+    groups: list[tuple[str, tuple[str, ...]]] = (
+        [(g.name, g.queues) for g in project.workers] if project else [("worker", ())]
+    )
+    return routes_outcome(ctx.app_probe.get(), groups)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,9 @@ from python419.doctor.app_spec import TASK_MODULE, AppSpec
 from python419.doctor.probes.app_probe_child import MARKER
 
 Stage = Literal["ok", "import", "find", "finalize", "crash", "timeout"]
-PROBE_TIMEOUT = 4.0
+# A hang (an app that connects somewhere at import), not a slow import, is what this catches: under Wine a
+# healthy app took 4.0 s to import, and a cold disk can take as long. The report says how long it took.
+PROBE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class AppProbe:
     worker_pool: str | None = None
     autodiscover: tuple[Autodiscovery, ...] = ()
     task_module_exists: bool = False  # TASK_MODULE can be imported (whether or not anything imports it)
+    default_queue: str | None = None
+    routes: tuple[tuple[str, str], ...] = ()  # (task, queue it is sent to)
+    seconds: float | None = None  # the fresh interpreter's whole run: start, import, finalize
+    budget: float = PROBE_TIMEOUT
 
 
 def parse_probe_output(stdout: str, stderr: str, returncode: int) -> AppProbe:
@@ -65,6 +72,8 @@ def parse_probe_output(stdout: str, stderr: str, returncode: int) -> AppProbe:
             for d in data.get("autodiscover", [])
         ),
         task_module_exists=bool(data.get("task_module_exists")),
+        default_queue=data.get("default_queue"),
+        routes=tuple(sorted((str(t), str(q)) for t, q in (data.get("routes") or {}).items())),
     )
 
 
@@ -77,6 +86,7 @@ def probe_app(spec: AppSpec, cwd: Path, env: Mapping[str, str], timeout: float =
         spec.attr or "",
         TASK_MODULE,
     ]
+    started = time.monotonic()
     try:
         done = subprocess.run(
             argv,
@@ -90,5 +100,8 @@ def probe_app(spec: AppSpec, cwd: Path, env: Mapping[str, str], timeout: float =
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return AppProbe("timeout", error=f"importing {spec} took longer than {timeout:g} s")
-    return parse_probe_output(done.stdout, done.stderr, done.returncode)
+        return AppProbe(
+            "timeout", error=f"importing {spec} took longer than its {timeout:g} s budget", budget=timeout
+        )
+    found = parse_probe_output(done.stdout, done.stderr, done.returncode)
+    return replace(found, seconds=time.monotonic() - started, budget=timeout)

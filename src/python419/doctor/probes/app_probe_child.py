@@ -98,10 +98,30 @@ def discovery_report(calls: list[tuple[Any, str | None]]) -> list[dict[str, Any]
     return report
 
 
-def probe(module_name: str, attr: str | None, task_module: str) -> dict[str, Any]:
-    calls = record_autodiscovery()
+def task_queues(app: Any, tasks: list[str]) -> dict[str, str]:
+    """The queue each task is sent to, as Celery's own router decides (task_routes, then the default)."""
+    queues = {}
+    for name in tasks:
+        try:
+            queue = app.amqp.router.route({}, name).get("queue")
+        except Exception:
+            continue
+        queues[name] = str(getattr(queue, "name", queue) or app.conf.task_default_queue)
+    return queues
+
+
+def probe(
+    module_name: str, attr: str | None, task_module: str, calls: list[tuple[Any, str | None]] | None = None
+) -> dict[str, Any]:
+    calls = record_autodiscovery() if calls is None else calls
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # `celery -A main.celery` means attribute `celery` of module `main` when main is not a package.
+        parent, _, last = module_name.rpartition(".")
+        if not (parent and attr is None and exc.name == module_name):
+            return {"stage": "import", **describe(exc)}
+        return probe(parent, last, task_module, calls)
     except (Exception, SystemExit) as exc:
         return {"stage": "import", **describe(exc)}
     try:
@@ -117,6 +137,8 @@ def probe(module_name: str, attr: str | None, task_module: str) -> dict[str, Any
         app.loader.import_default_modules()
         app.finalize(auto=True)
         report["tasks"] = sorted(name for name in app.tasks if not name.startswith("celery."))
+        report["default_queue"] = str(app.conf.task_default_queue)
+        report["routes"] = task_queues(app, report["tasks"])
     except (Exception, SystemExit) as exc:
         report.update(stage="finalize", **describe(exc))
     else:

@@ -10,6 +10,7 @@ project's producer sends there (those messages carry no outbox id and are sent b
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from typing import Any
 
@@ -37,6 +38,15 @@ def celery_queues(settings: Settings) -> tuple[Any, ...]:
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # the sweeper thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def waiting_messages(settings: Settings) -> int | None:

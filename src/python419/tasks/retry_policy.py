@@ -7,10 +7,12 @@ Telegram trouble used to fail notifications for good after 4 attempts at a const
   and no count of attempts ends the retries (only the deadline does);
 - network errors and 5xx back off exponentially from P419_RETRY_DELAY (doubling, capped at BACKOFF_CAP),
   with jitter so a burst of failures does not come back as a burst;
-- a message without an outbox row (from the original project) keeps its `max_retries` as a budget for
-  network errors and 5xx (`failures` counts those only); an outbox row has no count, only:
-- everything ends at the delivery deadline (P419_DELIVERY_DEADLINE after the product was created); the
-  last wait is cut so that one attempt lands on the deadline.
+- a message without an outbox row (from the original project) keeps the task's `max_retries` (3) as a
+  budget for network errors and 5xx (its `failures` count those only); an outbox row has no count budget
+  (its attempts, 429s included, only set the backoff step);
+- everything ends at the delivery deadline (P419_DELIVERY_DEADLINE after the product was created, or
+  after the first attempt of a message without a row); the last wait is cut so that one attempt lands on
+  the deadline.
 """
 
 from __future__ import annotations

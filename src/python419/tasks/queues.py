@@ -24,8 +24,11 @@ PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 def queue_name(settings: Settings) -> str:
     """`p419-<12 hex>` from the database's absolute path: the API and its workers must share that file,
     so they agree; another data dir gets another queue. (A dash, not a dot: the embedded broker's file
-    names are `<id>.<queue>.msg`.)"""
+    names are `<id>.<queue>.msg`.) Windows paths are case-insensitive, and a path not yet created keeps
+    whatever case the shell's working directory had: compared lower-cased there."""
     identity = str(settings.database_path.resolve())
+    if settings.platform == "windows":
+        identity = identity.lower()
     return "p419-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 

@@ -30,6 +30,7 @@ class Call:
     at: float = field(default_factory=time.monotonic)
     ended: float | None = None
     port: int = 0  # the client's port: one per connection
+    replied: bool = False  # the whole answer was written (the client may still have died before reading it)
 
 
 class FakeTelegram:
@@ -106,7 +107,11 @@ class FakeTelegram:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b"{}"
+                try:
+                    raw = self.rfile.read(length) if length else b"{}"
+                except OSError:  # the client died mid-request (a killed worker)
+                    self.close_connection = True
+                    return
                 try:
                     payload = json.loads(raw or b"{}")
                 except ValueError:
@@ -116,7 +121,8 @@ class FakeTelegram:
             def _serve(self, payload: dict[str, Any]) -> None:
                 parts = self.path.strip("/").split("/")
                 if len(parts) != 2 or not parts[0].startswith("bot"):
-                    return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
                 token, method = parts[0][3:], parts[1]
                 answer = "ok"
                 if token != fake.token:
@@ -135,11 +141,11 @@ class FakeTelegram:
                 with fake._lock:
                     fake.calls.append(call)
                 try:
-                    self._answer(method, answer, payload)
+                    call.replied = self._answer(method, answer, payload)
                 finally:
                     call.ended = time.monotonic()
 
-            def _answer(self, method: str, answer: str, payload: dict[str, Any]) -> None:
+            def _answer(self, method: str, answer: str, payload: dict[str, Any]) -> bool:
                 if answer == "ok":
                     result: Any = {"id": 4242, "is_bot": True, "first_name": "p419", "username": "p419_bot"}
                     if method == "sendMessage":
@@ -183,14 +189,15 @@ class FakeTelegram:
                     except OSError:
                         pass  # the client gave up
                     self.close_connection = True
-                    return None
+                    return False
                 if answer == "hang":
                     fake.release.wait(60)
                 # "drop", or a released hang: close the connection without an answer.
                 self.close_connection = True
                 self.connection.close()
+                return False
 
-            def _reply(self, code: int, body: dict[str, Any]) -> None:
+            def _reply(self, code: int, body: dict[str, Any]) -> bool:
                 data = json.dumps(body).encode()
                 try:
                     self.send_response(code)
@@ -200,5 +207,7 @@ class FakeTelegram:
                     self.wfile.write(data)
                 except OSError:
                     self.close_connection = True  # the client is gone (a worker killed while we answered)
+                    return False
+                return True
 
         return Handler

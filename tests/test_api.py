@@ -167,11 +167,8 @@ def test_health_says_no_live_worker_within_seconds_of_the_last_one_dying(make_st
         died = time.monotonic()
         assert wait_until(lambda: client.get("/health").json()["status"] == "degraded", 10, 0.1)
         assert time.monotonic() - died < 5
-        assert client.get("/health").json()["workers"] == {
-            "ok": False,
-            "ms": pytest.approx(0, abs=50),
-            "names": [],
-        }
+        workers = client.get("/health").json()["workers"]
+        assert workers["ok"] is False and workers["names"] == []
 
 
 def _host() -> str:

@@ -223,3 +223,20 @@ def test_embedded_broker_delivers_without_hostname_warnings(make_stack, telegram
     assert row["status"] == "sent" and len(telegram.delivered(marker)) == 1
     assert "Connected to filesystem://" in worker.output()
     assert "No hostname was supplied" not in worker.output() + api.output()
+
+
+def test_message_without_outbox_row_keeps_three_retries_and_429s_are_free(
+    stack, telegram: FakeTelegram
+) -> None:
+    """The original project's message has no row to hold a deadline: the write-up's max_retries=3 bounds its
+    network errors and 5xx, while a 429 in between uses up nothing."""
+    from celery import Celery
+
+    legacy = Celery("tasks", broker=stack.env["REDIS_URL"], backend=stack.env["REDIS_URL"])
+    marker = unique("legacybudget")
+    telegram.script(marker, ["429:1", "drop", "500", "drop", "500"])
+    value = legacy.send_task("tasks.notifications.send_tg_notification", args=(marker, 8)).get(timeout=40)
+    assert value["status"] == "failed"
+    assert value["message"].startswith("Telegram 500 Internal Server Error (gave up at ")
+    assert value["message"].endswith("after 5 attempts: its 3 retries are used up)")
+    assert len(telegram.attempts(marker)) == 5 and telegram.delivered(marker) == []

@@ -32,6 +32,16 @@ def test_429_waits_retry_after_whatever_the_count() -> None:
         assert plan(RATE, failures, 100) == (True, 7.0, "")
 
 
+def test_a_budget_counts_transient_failures_only() -> None:
+    def with_budget(error: TelegramError, failures: int) -> bool:
+        return decide(error, failures=failures, budget=3, now=1, first_at=0, deadline=3600, base=5).retry
+
+    assert [with_budget(SERVER, n) for n in (1, 2, 3, 4)] == [True, True, True, False]
+    assert with_budget(RATE, 40), "a 429 never uses up the budget"
+    no_budget = decide(SERVER, failures=400, now=1, first_at=0, deadline=3600, base=5)
+    assert no_budget.retry and no_budget.countdown <= BACKOFF_CAP
+
+
 def test_deadline_ends_retries_and_the_last_wait_lands_on_it() -> None:
     retry, countdown, _ = plan(SERVER, 10, 3590, rand=1.0)
     assert retry and countdown == 10  # 160 s of backoff cut to the 10 s left

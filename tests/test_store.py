@@ -205,3 +205,17 @@ def test_stale_control_messages_are_dropped(tmp_path: Path) -> None:
         os.utime(path, (1000, 1000))
     assert clean_stale_control_messages(tmp_path) == 1
     assert not stale.exists() and task.exists(), "a task message is never touched, however old"
+
+
+def test_queue_name_follows_the_database_file(tmp_path: Path) -> None:
+    from python419.settings import load_settings
+    from python419.tasks.queues import queue_name
+
+    a = load_settings(P419_DATA_DIR=str(tmp_path / "a"), P419_PLATFORM="linux")
+    same = load_settings(P419_DATA_DIR=str(tmp_path / "x" / ".." / "a"), P419_PLATFORM="linux")
+    b = load_settings(P419_DATA_DIR=str(tmp_path / "b"), P419_PLATFORM="linux")
+    assert queue_name(a) == queue_name(same) != queue_name(b)
+    assert queue_name(a).startswith("p419-") and "." not in queue_name(a)
+    upper = load_settings(P419_DATA_DIR=str(tmp_path / "A"), P419_PLATFORM="windows")
+    lower = load_settings(P419_DATA_DIR=str(tmp_path / "a"), P419_PLATFORM="windows")
+    assert queue_name(upper) == queue_name(lower)

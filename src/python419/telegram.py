@@ -218,6 +218,15 @@ _clients: dict[tuple[int, str, str, float], TelegramClient] = {}
 _clients_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _clients_lock
+    _clients_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def shared_client(token: str, api_url: str, timeout: float) -> TelegramClient:
     """One client per process (and per token/endpoint): a forked child builds its own, never sharing the
     parent's sockets."""

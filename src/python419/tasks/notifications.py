@@ -65,26 +65,30 @@ def as_telegram_error(exc: Exception) -> TelegramError:
 
 
 # A shared task: defined before any app exists; registered on the app when `celery_app.create_app` makes it.
-@shared_task(bind=True, max_retries=None, name=TASK_NAME)
+@shared_task(bind=True, max_retries=3, name=TASK_NAME)
 def send_tg_notification(
     self: Task,
     product_name: str,
     product_id: int,
     notification_id: int | None = None,
     first_attempt: float | None = None,
+    transient_failures: int = 0,
 ) -> dict[str, Any]:
     """Notify Telegram about a new product.
 
     `notification_id` ties the message to its outbox row; messages from the original project have none and
-    are simply sent. `max_retries=None`: the delivery deadline (P419_DELIVERY_DEADLINE after the product
-    was created, or after the first attempt of a message without a row), not a count, ends the retries, so
-    429s (which wait Telegram's retry_after) use up nothing; network errors and 5xx back off exponentially
-    with jitter; 400/401/403 fail at once. See tasks/retry_policy.py.
+    are simply sent. 400/401/403 fail at once; 429 waits Telegram's retry_after and never counts against a
+    budget; network errors and 5xx back off exponentially with jitter (tasks/retry_policy.py). A notification
+    with an outbox row retries until the delivery deadline (P419_DELIVERY_DEADLINE after the product was
+    created); a message without one keeps the write-up's `max_retries=3` for network errors and 5xx
+    (counted in `transient_failures`), within the same deadline from its first attempt.
     """
     settings = get_settings()
     now = time.time()
-    failures = self.request.retries + 1  # if this attempt fails
+    attempts = self.request.retries + 1
+    failures = transient_failures + 1  # if this attempt fails with a network error or a 5xx
     first_at = first_attempt if first_attempt is not None else now
+    budget: int | None = self.max_retries
     row = None
     if notification_id is not None:
         store = open_store(settings.database_path)
@@ -104,9 +108,9 @@ def send_tg_notification(
                 raise Reject(f"notification {notification_id} is not in this worker's outbox", requeue=True)
             # Already delivered, held by another sender, or replaced by the sweep: never send twice.
             return {"status": "skipped", "message": f"notification {notification_id} is {why_not}"}
-        # The row counts attempts across chains, so a chain the sweep replaced does not reset the backoff.
-        failures = max(failures, attempts)
-        first_at = row.created_at
+        # The row counts attempts across chains (a chain the sweep replaced does not reset the backoff),
+        # and its deadline runs from the product's creation.
+        failures, first_at, budget = attempts, row.created_at, None
     try:
         result = deliver(settings, product_name, product_id)
     except Exception as exc:
@@ -115,6 +119,7 @@ def send_tg_notification(
         decision = decide(
             error,
             failures=failures,
+            budget=budget,
             now=now,
             first_at=first_at,
             deadline=settings.delivery_deadline,
@@ -123,9 +128,17 @@ def send_tg_notification(
         if decision.retry:
             if row is not None:
                 row.retry_later(str(error), decision.countdown, settings.lease_seconds)
-            kwargs = {"notification_id": notification_id, "first_attempt": first_at}
-            raise self.retry(exc=error, countdown=decision.countdown, kwargs=kwargs) from None
-        message = gave_up(str(error), decision.reason, failures, now)
+            kwargs = {
+                "notification_id": notification_id,
+                "first_attempt": first_at,
+                "transient_failures": transient_failures + (error.retry_after is None),
+            }
+            # `decide` has applied the budget (429s exempt): tell Celery's own count check to let it through.
+            limit = self.request.retries + 1
+            raise self.retry(
+                exc=error, countdown=decision.countdown, kwargs=kwargs, max_retries=limit
+            ) from None
+        message = gave_up(str(error), decision.reason, attempts, now)
         if row is not None:
             row.finish("failed", message)
         log.warning("notification for product %s failed: %s", product_id, message)

@@ -10,6 +10,7 @@ project's producer sends there (those messages carry no outbox id and are sent b
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from typing import Any
 
@@ -24,8 +25,11 @@ PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 def queue_name(settings: Settings) -> str:
     """`p419-<12 hex>` from the database's absolute path: the API and its workers must share that file,
     so they agree; another data dir gets another queue. (A dash, not a dot: the embedded broker's file
-    names are `<id>.<queue>.msg`.)"""
+    names are `<id>.<queue>.msg`.) Windows paths are case-insensitive, and a path not yet created keeps
+    whatever case the shell's working directory had: compared lower-cased there."""
     identity = str(settings.database_path.resolve())
+    if settings.platform == "windows":
+        identity = identity.lower()
     return "p419-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
@@ -38,6 +42,15 @@ def celery_queues(settings: Settings) -> tuple[Any, ...]:
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # the sweeper thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def waiting_messages(settings: Settings, target: BrokerTarget) -> int | None:

@@ -3,11 +3,16 @@
 Telegram trouble used to fail notifications for good after 4 attempts at a constant 5 s (issue 12: a 15 s
 429 storm or 20 s of 500s failed 30/30). Now:
 - 400/401/403 (what Telegram says is permanent) fail at once;
-- 429 waits Telegram's `retry_after` and takes no exponent step: Telegram said when, nothing to back off;
+- 429 waits Telegram's `retry_after`, however many attempts came before: Telegram said when to come back,
+  and no count of attempts ends the retries (only the deadline does);
 - network errors and 5xx back off exponentially from P419_RETRY_DELAY (doubling, capped at BACKOFF_CAP),
   with jitter so a burst of failures does not come back as a burst;
-- everything ends at the delivery deadline (P419_DELIVERY_DEADLINE after the product was created); the
-  last wait is cut so that one attempt lands on the deadline.
+- a message without an outbox row (from the original project) keeps the task's `max_retries` (3) as a
+  budget for network errors and 5xx (its `failures` count those only); an outbox row has no count budget
+  (its attempts, 429s included, only set the backoff step);
+- everything ends at the delivery deadline (P419_DELIVERY_DEADLINE after the product was created, or
+  after the first attempt of a message without a row); the last wait is cut so that one attempt lands on
+  the deadline.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def decide(
     error: TelegramError,
     *,
     failures: int,
+    budget: int | None = None,
     now: float,
     first_at: float,
     deadline: float,
@@ -53,6 +59,8 @@ def decide(
         return Decision(False, reason=f"the delivery deadline ({describe_seconds(deadline)}) passed")
     if error.retry_after is not None:
         return Decision(True, max(0.0, error.retry_after))
+    if budget is not None and failures > budget:
+        return Decision(False, reason=f"its {budget} retries are used up")
     return Decision(True, min(backoff(failures, base, rand), give_up_at - now))
 
 

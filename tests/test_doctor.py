@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from python419.doctor.app_spec import TASK_NAME, AppSpec, parse_app_spec
 from python419.doctor.checks import CHECKS
@@ -455,3 +456,21 @@ def test_task_name_matches_the_app() -> None:
     from python419.tasks.celery_app import TASK_NAME as APP_TASK_NAME
 
     assert TASK_NAME == APP_TASK_NAME
+
+
+def test_queue_counts_the_stacks_own_queue(redis_server, tmp_path: Path) -> None:
+    """The bundled app publishes to its stack's queue (p419-<hash>), not Celery's `celery`: count that one."""
+    from python419.settings import Settings
+    from python419.tasks.queues import queue_name
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    data = tmp_path / "data"
+    name = queue_name(Settings(P419_DATA_DIR=str(data)))  # type: ignore[call-arg]
+    client = redis.Redis.from_url(url)
+    client.delete(name)
+    client.lpush(name, "a", "b")
+    try:
+        run = run_doctor("--json", env=down_env(REDIS_URL=url, P419_DATA_DIR=str(data)), cwd=tmp_path)
+        assert_check(run, "queue", "pass", f"2 message(s) waiting in '{name}', 'celery'")
+    finally:
+        client.delete(name)

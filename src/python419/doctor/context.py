@@ -43,6 +43,7 @@ class Context:
     platform: Platform
     app: AppSpec
     target: BrokerTarget  # the broker the stack uses: a running `up`'s choice, else the settings'
+    queues: tuple[str, ...]  # where the stack's messages wait
     broker: Lazy[BrokerProbe]
     app_probe: Lazy[AppProbe]
     redact: Redactor
@@ -73,6 +74,16 @@ def effective_platform(settings: Settings | None, environ: dict[str, str]) -> Pl
     return raw if raw in get_args(Platform) else detect_platform()  # type: ignore[return-value]
 
 
+def stack_queues(project: Project | None, settings: Settings | None) -> tuple[str, ...]:
+    """The bundled app: its stack's own queue and Celery's default; a project: its groups' queues."""
+    if project is None or project.bundled:
+        from python419.tasks.queues import LEGACY_QUEUE, queue_name
+
+        return (queue_name(settings), LEGACY_QUEUE) if settings is not None else (LEGACY_QUEUE,)
+    named = tuple(dict.fromkeys(q for group in project.workers for q in group.queues))
+    return named or ("celery",)
+
+
 def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project | None = None) -> Context:
     """`app` None: the project's Celery app (or the bundled one). A broken project config or invalid settings
     are reported by the checks, not raised."""
@@ -97,8 +108,10 @@ def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project
     else:
         target = redis_target("redis://127.0.0.1:6379/0")
 
+    queues = stack_queues(project, settings)
+
     def broker() -> BrokerProbe:
-        return probe_broker(target)
+        return probe_broker(target, queues)
 
     # The probe imports the app as a worker of the stack would: in its folder, on the stack's broker.
     paths = [str(app_dir), *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
@@ -115,6 +128,7 @@ def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project
         platform=effective_platform(settings, environ),
         app=spec,
         target=target,
+        queues=queues,
         broker=Lazy(broker),
         app_probe=Lazy(lambda: probe_app(spec, app_dir, probe_env)),
         redact=Redactor(secrets_in({**ours(environ), **env_file.values})),

@@ -23,11 +23,17 @@ def format_age(seconds: float) -> str:
 
 
 def backlog_outcome(
-    waiting: int | None, database: Path, exists: bool, oldest: Notification | None, now: float
+    waiting: int | None,
+    database: Path,
+    exists: bool,
+    oldest: Notification | None,
+    now: float,
+    queues: tuple[str, ...] = (QUEUE,),
 ) -> Outcome:
     """Pure: how much is waiting, and whether the oldest open notification looks stuck."""
+    names = ", ".join(f"'{q}'" for q in queues)
     queue = (
-        f"{waiting} message(s) waiting in '{QUEUE}'"
+        f"{waiting} message(s) waiting in {names}"
         if waiting is not None
         else "queue length unknown (broker unreachable)"
     )
@@ -54,4 +60,4 @@ def check_queue(ctx: Context) -> Outcome:
     exists = database.is_file()
     # Store() would create a missing database; the doctor only looks.
     oldest = Store(database).oldest_open() if exists else None
-    return backlog_outcome(probe.waiting, database, exists, oldest, time.time())
+    return backlog_outcome(probe.waiting, database, exists, oldest, time.time(), ctx.queues)

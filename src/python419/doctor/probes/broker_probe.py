@@ -72,7 +72,7 @@ def classify_redis_error(exc: BaseException) -> ErrorKind:
     return "other"
 
 
-def probe_redis(url: str, timeout: float = BROKER_TIMEOUT) -> BrokerProbe:
+def probe_redis(url: str, timeout: float = BROKER_TIMEOUT, queues: tuple[str, ...] = (QUEUE,)) -> BrokerProbe:
     parts = urlsplit(url)
     port = (parts.port or 6379) if parts.hostname else None  # unix:// sockets have neither
     base = BrokerProbe("redis", safe_url(url), parts.hostname, port, has_password=bool(parts.password))
@@ -85,7 +85,7 @@ def probe_redis(url: str, timeout: float = BROKER_TIMEOUT) -> BrokerProbe:
         client.ping()
         rtt_ms = (time.perf_counter() - started) * 1000
         version = str(client.info("server").get("redis_version", "?"))
-        waiting = sum(int(client.llen(QUEUE + suffix)) for suffix in PRIORITY_SUFFIXES)
+        waiting = sum(int(client.llen(q + suffix)) for q in queues for suffix in PRIORITY_SUFFIXES)
         bind, protected = _config(client)
     except Exception as exc:
         return replace(base, error_kind=classify_redis_error(exc), error=f"{type(exc).__name__}: {exc}")
@@ -104,16 +104,17 @@ def _config(client: redis.Redis) -> tuple[str | None, str | None]:
     return (str(bind) if bind is not None else None), (str(protected) if protected is not None else None)
 
 
-def probe_embedded(folder: Path) -> BrokerProbe:
+def probe_embedded(folder: Path, queues: tuple[str, ...] = (QUEUE,)) -> BrokerProbe:
     url = f"filesystem://{folder}"
     if not folder.is_dir():
         return BrokerProbe("embedded", url, error_kind="missing", error=f"folder {folder} does not exist")
     queue = folder / "queue"
-    waiting = sum(1 for f in queue.glob(f"*.{QUEUE}.msg")) if queue.is_dir() else 0
+    waiting = sum(1 for q in queues for _ in queue.glob(f"*.{q}.msg")) if queue.is_dir() else 0
     return BrokerProbe("embedded", url, waiting=waiting)
 
 
-def probe_broker(target: BrokerTarget) -> BrokerProbe:
+def probe_broker(target: BrokerTarget, queues: tuple[str, ...] = (QUEUE,)) -> BrokerProbe:
+    """`queues`: whose waiting messages to count (the stack's own queue and Celery's default)."""
     if target.kind == "embedded" and target.folder is not None:
-        return probe_embedded(target.folder)
-    return probe_redis(target.url)
+        return probe_embedded(target.folder, queues)
+    return probe_redis(target.url, queues=queues)

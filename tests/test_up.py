@@ -182,19 +182,29 @@ def status_state(up: Up, name: str) -> str:
 
 
 def test_a_child_that_always_crashes_makes_up_give_up(up_factory) -> None:
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        up = up_factory("--pool", "solo", P419_API_PORT=str(squatter.getsockname()[1]))
-        code = up.proc.wait(60)
+    crash = f"{sys.executable} -c \"import sys; print('boom, exiting'); sys.exit(3)\""
+    up = up_factory("--pool", "solo", "--api-command", crash, "--celery", "python419.tasks.celery_app")
+    code = up.proc.wait(60)
     out = up.output()
     assert code == 1
-    assert "api crashed 5 times in a row, giving up" in out
-    assert "address already in use" in out.lower()
+    assert "api crashed 5 times in a row, giving up" in out and "api     | boom, exiting" in out
     assert [line for line in out.splitlines() if "restarting api in" in line][:4] == [
         f"p419    | restarting api in {d}s (failure {n} in a row)"
         for n, d in enumerate(["0.5", "1", "2", "4"], 1)
     ]
+
+
+def test_a_held_api_port_is_named_before_anything_starts(up_factory) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        up = up_factory("--pool", "solo", P419_API_PORT=str(port))
+        code = up.proc.wait(30)
+    out = up.output()
+    assert code == 1, out
+    assert f"api port 127.0.0.1:{port} is held by " in out and f"(pid {os.getpid()})" in out
+    assert "set P419_API_PORT" in out and "started" not in out and "Traceback" not in out
 
 
 def test_supervisor_killed_hard_leaves_no_child(up_factory) -> None:

@@ -17,6 +17,7 @@ import python419
 from python419.addresses import is_local_url
 from python419.broker import redis_answers, redis_binary
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
+from python419.ports import held_port_message
 from python419.project import Project
 from python419.settings import Settings
 from python419.supervisor import events as ev
@@ -124,6 +125,11 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         lock.acquire()  # held until we return; the OS releases it if we die
     except StateError as exc:  # already running, or a read-only data dir: one line
         raise UpError(str(exc)) from None
+    for what, host, port, setting in plan.ports:  # before anything starts: name who holds it, in 1 line
+        held = held_port_message(what, host, port, setting)
+        if held:
+            lock.release()
+            raise UpError(held)
     redis_dir = plan.data_dir / "redis"
     try:
         if plan.by_kind("redis"):

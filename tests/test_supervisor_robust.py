@@ -292,6 +292,28 @@ def test_a_listener_that_raises_cannot_skip_the_stop_sequence(tmp_path: Path) ->
     assert len(world.of(ev.Exited)) == 4 and world.of(ev.Stopped)
 
 
+def test_a_stop_that_fails_half_way_still_kills_every_child(tmp_path: Path) -> None:
+    world = World()
+
+    class BrokenStop(FakeChild):
+        def stop(self) -> None:
+            raise RuntimeError("stop failed")
+
+    def factory(spec: ChildSpec) -> FakeChild:
+        child = BrokenStop(spec, world) if spec.name == "api" else world.factory(spec)
+        world.children.setdefault(spec.name, []).append(child)
+        return child
+
+    plan = world.manager(tmp_path).plan
+    manager = Manager(
+        plan, factory, world.probe, world.events.append, clock=world.clock, sleep=world.clock.sleep
+    )
+    manager.stop_requested = lambda: manager.stack_ready
+    with pytest.raises(RuntimeError, match="stop failed"):
+        manager.run()
+    assert all(children[-1].code is not None for children in world.children.values())
+
+
 # --- real `p419 up` ---------------------------------------------------------------------------
 
 

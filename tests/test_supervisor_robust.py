@@ -120,6 +120,30 @@ def test_a_cp1252_pipe_gets_every_line_with_unencodable_characters_replaced(tmp_
     ) == "Sending 'New product 🆕 café'\n"
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_plain_write_path_shows_what_rich_would(terminal: bool) -> None:
+    """Child lines skip rich's renderer (per-line cost, issue 11); what reaches the console is the same."""
+    lines = [
+        "plain",
+        "[bold]not markup[/bold] :smile:",
+        "bell\x07 and cr\r",
+        "\x1b[31mred from the child",
+        "🆕 ok",
+    ]
+    outputs = []
+    for plain in (True, False):
+        stream = io.StringIO()
+        console = Console(file=stream, force_terminal=terminal, color_system="standard" if terminal else None)
+        printer = Printer(console, ["api", "worker1"])
+        printer._plain_ok = plain
+        for line in lines:
+            printer.handle(ev.Output("worker1", line))
+        printer.handle(ev.Drained())
+        outputs.append(stream.getvalue())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == len(lines)
+
+
 # --- 2. stdout goes away (issue 11: `p419 up | tee log`, Ctrl+C) --------------------------------
 
 

@@ -203,7 +203,8 @@ class Printer:
     def _line(self, name: str, line: str, style: str | None = None) -> None:
         if not self.console_ok:
             return
-        text = self._prefix_text(name) + Text(printable(line, self._encoding()), style=style or "")
+        # Only the prefix takes the child's colour (as honcho and docker compose do), on both paths.
+        text = Text.assemble(self._prefix_text(name), Text(printable(line, self._encoding()), style=style or ""))
         try:
             self.console.print(text, soft_wrap=True, highlight=False)
         except (OSError, ValueError, UnicodeError) as exc:  # EPIPE comes through _on_broken_pipe instead

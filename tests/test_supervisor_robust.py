@@ -64,6 +64,7 @@ class PipeConsole:
             self.stream.close()
         if self._reader is not None:
             self._reader.join(5)
+            os.close(self.read_fd)
         return b"".join(self.chunks).decode(encoding)
 
     def close_reader(self) -> None:
@@ -187,6 +188,26 @@ def test_a_full_disk_degrades_the_file_log_once_and_the_printer_goes_on(tmp_path
     assert notes[0].startswith("p419    | ") and "No space left on device" in notes[0]
     assert lines[-1] == "api     | still here"
     assert sum(1 for line in lines if line.startswith("worker1 | ")) == 3000
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this OS")
+def test_enospc_without_root_from_dev_full(tmp_path: Path) -> None:
+    """Where no tmpfs can be mounted: /dev/full is a real device whose writes fail with ENOSPC."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "worker1.log").symlink_to("/dev/full")
+    stream = io.StringIO()
+    printer = Printer(Console(file=stream, color_system=None, width=300), ["api", "worker1"], logs)
+    printer.handle(ev.Output("worker1", "a line the disk cannot take"))
+    printer.handle(ev.Drained())
+    printer.handle(ev.Output("api", "the console goes on"))
+    printer.handle(ev.Drained())
+    printer.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "worker1 | a line the disk cannot take"
+    assert "file logs stopped" in lines[1] and "No space left on device" in lines[1]
+    assert lines[2:] == ["api     | the console goes on"]
+    assert not (logs / "api.log").exists(), "file logs stay off once the disk said no"
 
 
 # --- the manager: stop sequence, wake-ups, reporting (issue 11) ----------------------------------

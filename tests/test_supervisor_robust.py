@@ -382,7 +382,7 @@ class PipedUp:
             "P419_LEASE_SECONDS": "3",
             "TELEGRAM_TIMEOUT": "0.9",
         }
-        self.stderr = tmp_path / "up.stderr"
+        self.stderr = tmp_path / f"up-{self.api_port}.stderr"  # one per up: two may run in one test
         with self.stderr.open("wb") as handle:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "python419", "up", *args],
@@ -619,15 +619,15 @@ def test_two_ups_on_one_data_dir_at_the_same_moment_only_one_runs(piped_up, tmp_
     args = ("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
     first, second = piped_up(*args), piped_up(*args, data_dir=tmp_path / "data")
     assert first.data_dir == second.data_dir and first.api_port != second.api_port
-    ended = [up for up in (first, second) if wait_until(lambda up=up: up.proc.poll() is not None, 20)]
-    assert len(ended) == 1, "exactly one of them must refuse to start"
-    [loser] = ended
+    assert wait_until(lambda: any(up.proc.poll() is not None for up in (first, second)), 20)
+    [loser] = [up for up in (first, second) if up.proc.poll() is not None]
     [winner] = [up for up in (first, second) if up is not loser]
     assert loser.proc.returncode == 1
     message = loser.stderr.read_text()
     assert f"already running for {loser.data_dir}" in message and "Traceback" not in message
     winner.read_until("ready in")
     winner.keep_draining()
+    assert winner.proc.poll() is None, "exactly one of them refuses to start"
     assert winner.state()["pid"] == winner.proc.pid
     winner.proc.send_signal(signal.SIGTERM)
     assert winner.proc.wait(30) == 0  # SIGTERM (a service manager, `p419 down`): exit 0

@@ -145,6 +145,21 @@ def test_the_plain_write_path_shows_what_rich_would(terminal: bool) -> None:
     assert outputs[0].count("\n") == len(lines)
 
 
+def test_a_child_restarted_after_ready_does_not_bring_the_spinner_back() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, color_system=None, width=200)
+    printer = Printer(console, ["api", "worker1"])
+    printer.handle(ev.Started("api", 1))
+    printer.handle(ev.StackReady(0.5, ("http://a", "http://a/docs")))
+    printer.handle(ev.Exited("api", -9, expected=False))
+    printer.handle(ev.Started("api", 2))
+    printer.handle(ev.Output("api", "back"))
+    printer.handle(ev.Drained())
+    tail = stream.getvalue().split("started api (pid 2)", 1)[1]
+    assert "waiting for the stack" not in tail and tail.endswith("api     | back\n")
+    printer.close()
+
+
 # --- 2. stdout goes away (issue 11: `p419 up | tee log`, Ctrl+C) --------------------------------
 
 

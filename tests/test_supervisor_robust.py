@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -377,11 +378,14 @@ def test_a_stop_that_fails_half_way_still_kills_every_child(tmp_path: Path) -> N
 # --- real `p419 up` ---------------------------------------------------------------------------
 
 
+STACK_READY = "p419    | ready in"  # the whole stack; "redis ready in" is one child
+
+
 class PipedUp:
     """`p419 up` with its stdout on a pipe we hold (as `| tee` would), stderr in a file."""
 
     def __init__(
-        self, tmp_path: Path, telegram: FakeTelegram, *args: str, data_dir: Path | None = None
+        self, tmp_path: Path, telegram: FakeTelegram, *args: str, data_dir: Path | None = None, **env: str
     ) -> None:
         self.data_dir = data_dir or tmp_path / "data"
         self.api_port = free_port()
@@ -396,6 +400,7 @@ class PipedUp:
             "P419_SWEEP_INTERVAL": "0.5",
             "P419_LEASE_SECONDS": "3",
             "TELEGRAM_TIMEOUT": "0.9",
+            **env,
         }
         self.stderr = tmp_path / f"up-{self.api_port}.stderr"  # one per up: two may run in one test
         with self.stderr.open("wb") as handle:
@@ -454,7 +459,7 @@ def all_gone(procs: list[psutil.Process]) -> bool:
 def piped_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
     started: list[PipedUp] = []
 
-    def make(*args: str, **kw: Path) -> PipedUp:
+    def make(*args: str, **kw: Any) -> PipedUp:
         started.append(PipedUp(tmp_path, telegram, *args, **kw))
         return started[-1]
 
@@ -465,7 +470,7 @@ def piped_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
 
 def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> None:
     up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "8")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     kids = up.descendants()
     assert up.proc.stdout is not None
     up.proc.stdout.close()  # tee died with the Ctrl+C: the pipe has no reader any more
@@ -478,6 +483,42 @@ def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> N
     assert not (up.data_dir / "run" / "up.json").exists()
     assert wait_until(lambda: all_gone(kids), 10)
     assert "Traceback" not in up.stderr.read_text() and "Exception ignored" not in up.stderr.read_text()
+
+
+def test_a_double_ctrl_c_during_a_task_reports_every_child(piped_up, telegram: FakeTelegram) -> None:
+    """Issue 11: a second Ctrl+C reported only part of the stop. A worker stuck in a send (the fake Bot API
+    holds the request) makes the first Ctrl+C wait; the second kills, and every child is still reported."""
+    up = piped_up(
+        "--workers", "1", "--pool", "solo", "--grace", "60", TELEGRAM_TIMEOUT="30", P419_LEASE_SECONDS="100"
+    )
+    up.read_until(STACK_READY)
+    up.keep_draining()
+    kids = up.descendants()
+    marker = f"hang-{free_port()}"
+    telegram.script(marker, ["hang"])
+    posted = httpx.post(
+        f"http://127.0.0.1:{up.api_port}/products", json={"name": marker, "price": 1}, timeout=10
+    )
+    assert posted.status_code == 201, posted.text
+    assert telegram.wait_for(lambda: telegram.attempts(marker), 20), "the worker never reached the Bot API"
+    up.proc.send_signal(signal.SIGINT)
+    assert wait_until(lambda: any("stopping: received SIGINT" in line for line in up.seen), 10)
+    time.sleep(1.0)
+    assert up.proc.poll() is None, "a warm stop waits for the task in flight"
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(20) == 130
+    own = [line.split("| ", 1)[1].strip() for line in up.seen if line.startswith("p419    | ")]
+    after = own[own.index("stopping: received SIGINT") :]
+    for name in ("worker1", "api", "redis"):
+        reports = [
+            line for line in after if line.split()[0] == name and ("stopped" in line or "killed" in line)
+        ]
+        assert len(reports) == 1, (name, after)
+    assert "worker1 killed" in after and "second interrupt: killing now" in after
+    [summary] = [line for line in after if line.startswith("stopped in ")]
+    assert "killed after the second interrupt: " in summary and "worker1" in summary
+    assert after[-1] == summary
+    assert wait_until(lambda: all_gone(kids), 10)
 
 
 # --- 4. no child outlives the supervisor (issue 12 item 6) ------------------------------------------
@@ -539,7 +580,7 @@ def test_a_child_that_ignores_sigterm_dies_with_a_supervisor_killed_hard(tmp_pat
 
 def test_up_killed_hard_leaves_no_redis_even_when_redis_cannot_save(piped_up, tmp_path: Path) -> None:
     up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     up.keep_draining()
     kids = up.descendants()
     redis_pid = up.state()["children"]["redis"]["pid"]
@@ -640,7 +681,7 @@ def test_two_ups_on_one_data_dir_at_the_same_moment_only_one_runs(piped_up, tmp_
     assert loser.proc.returncode == 1
     message = loser.stderr.read_text()
     assert f"already running for {loser.data_dir}" in message and "Traceback" not in message
-    winner.read_until("ready in")
+    winner.read_until(STACK_READY)
     winner.keep_draining()
     assert winner.proc.poll() is None, "exactly one of them refuses to start"
     assert winner.state()["pid"] == winner.proc.pid
@@ -710,7 +751,7 @@ def test_up_moves_a_corrupt_state_file_aside_and_starts(piped_up, tmp_path: Path
     run_dir.mkdir(parents=True)
     (run_dir / "up.json").write_text('{"pid": null}')
     up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     up.keep_draining()
     assert any("state file was corrupt: moved it aside" in line for line in up.seen)
     [aside] = run_dir.glob("up.json.corrupt-*")
@@ -732,7 +773,7 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
     try:
         up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3", data_dir=data)
-        up.read_until("ready in")
+        up.read_until(STACK_READY)
         up.keep_draining()
         kids = up.descendants()
         with (data / "filler").open("wb") as filler, contextlib.suppress(OSError):

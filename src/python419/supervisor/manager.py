@@ -238,7 +238,7 @@ class Manager:
             self._emit(ev.Stopping("second interrupt: killing now", force=True))
         # Whatever is left of each child's tree after the grace period (or a second Ctrl+C) is killed, and
         # every child is reported: the stop is not over until each one has been reaped.
-        killed = [s for s in self.states.values() if s.running]
+        killed = [s for kind in STOP_ORDER for s in self.states.values() if s.spec.kind == kind and s.running]
         for state in self.states.values():
             if state.child is not None:
                 state.child.kill_tree()

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from rich.console import Console
 
@@ -70,7 +71,7 @@ def _manager_cpu(lines: int) -> float:
 
     from python419.platforms import detect_platform
     from python419.supervisor.manager import Manager
-    from python419.supervisor.plan import ChildSpec, Plan
+    from python419.supervisor.plan import ChildSpec
     from python419.supervisor.process import ProcessFactory
 
     code = f"import sys\nline = {LINE!r}\nfor _ in range({lines}): print(line)\nsys.stdout.flush()\n"
@@ -82,21 +83,8 @@ def _manager_cpu(lines: int) -> float:
     console = Console(file=stream, force_terminal=False, color_system=None)
     platform = detect_platform()
     with tempfile.TemporaryDirectory() as tmp:
-        plan = Plan(
-            platform,
-            None,
-            [spec],
-            {},
-            "solo",
-            "",
-            None,
-            None,
-            0,
-            "signal",
-            "pdeathsig",
-            "http://x",
-            Path(tmp),
-        )  # type: ignore[arg-type]
+        # All the manager reads of a plan: its children and the API's URL (independent of Plan's other fields).
+        plan = SimpleNamespace(children=[spec], api_url="http://127.0.0.1:9")
         printer = Printer(console, ["worker1"], Path(tmp) / "logs")
         seen = [0]
 
@@ -108,7 +96,7 @@ def _manager_cpu(lines: int) -> float:
         lines_q: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         factory = ProcessFactory(platform, dict(os.environ), lambda n, line: lines_q.put((n, line)), None)
         manager = Manager(
-            plan,
+            plan,  # type: ignore[arg-type]
             factory,
             lambda spec: True,
             emit,

@@ -369,4 +369,10 @@ app.command()(doctor)
 
 
 def main() -> None:
+    # Whatever p419 prints (a path, a product name from a child's line) must not crash it on a console whose
+    # code page cannot encode it (cp1252 on a Windows pipe): unencodable characters print as "?".
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     app()

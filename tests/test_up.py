@@ -269,6 +269,35 @@ def test_redis_started_by_up_requires_the_password_from_the_url(up_factory) -> N
     assert up.finish() == 130
 
 
+def test_redis_started_by_up_gets_a_generated_password_that_the_other_verbs_follow(
+    up_factory, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    port = free_port()
+    up = up_factory("--pool", "solo", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    up.wait_ready()
+    # Any local process used to be able to queue the task directly; now it needs the password.
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    password_file = tmp_path / "data" / "redis" / "password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert redis.Redis(port=port, password=password_file.read_text().strip()).ping()
+    # p419 send in another terminal follows the running stack, password included; delivered for real.
+    done = up.p419("send", "with-a-password", "--timeout", "20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert telegram.wait_for(lambda: telegram.delivered("with-a-password"), 10)
+    assert password_file.read_text().strip() not in up.output() + done.stdout + done.stderr
+    assert up.finish() == 130
+    assert not (tmp_path / "data" / "run" / "redis-url").exists()
+
+
+def test_a_percent_encoded_password_is_the_one_clients_use(up_factory) -> None:
+    port = free_port()
+    up = up_factory("--pool", "solo", REDIS_URL=f"redis://:p%40ssWord{port}@127.0.0.1:{port}/0")
+    up.wait_ready()  # it used to give up after 30 s: requirepass held the encoded text
+    assert redis.Redis(port=port, password=f"p@ssWord{port}").ping()
+    assert up.finish() == 130
+
+
 def test_status_and_down_without_a_running_stack(tmp_path: Path) -> None:
     env = {**clean_environ(), "P419_DATA_DIR": str(tmp_path / "nothing")}
     for verb in ("status", "down"):

@@ -480,6 +480,11 @@ def test_user_check_says_when_children_would_run_as_root() -> None:
     from python419.doctor.checks.system import user_outcome
 
     root = user_outcome("linux", True)
-    assert root.status == "warn" and "SecurityWarning" in root.detail and root.fix and "ordinary user" in root.fix
+    assert (
+        root.status == "warn"
+        and "SecurityWarning" in root.detail
+        and root.fix
+        and "ordinary user" in root.fix
+    )
     assert user_outcome("linux", False).status == "pass"
     assert user_outcome("windows", True).status == "pass"  # no root there; elevation is another matter

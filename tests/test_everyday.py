@@ -204,7 +204,15 @@ def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, ups)
 
     # A second beat on the same broker (another data dir, as from another machine) is refused.
     other = copy(tmp_path / "second", "factory", FACTORY_GROUPS)
-    env = {"REDIS_URL": up.env["REDIS_URL"], "P419_DATA_DIR": str(tmp_path / "second-data")}
+    # The Redis the first stack started has a generated password: a second machine is given it.
+    password = (root / ".p419" / "redis" / "password").read_text().strip()
+    url = up.env["REDIS_URL"].replace("redis://", f"redis://:{password}@")
+    without = Up(
+        copy(tmp_path / "third", "factory", FACTORY_GROUPS), "--only", "beat", REDIS_URL=up.env["REDIS_URL"]
+    )
+    ups.append(without)
+    assert without.proc.wait(60) == 1 and "requires a password" in without.output(), without.output()
+    env = {"REDIS_URL": url, "P419_DATA_DIR": str(tmp_path / "second-data")}
     second = Up(other, "--only", "beat", **env)
     ups.append(second)
     assert second.proc.wait(60) == 2, second.output()

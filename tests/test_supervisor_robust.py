@@ -773,15 +773,26 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    filling = threading.Event()
     try:
         up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3", data_dir=data)
         up.read_until(STACK_READY)
         up.keep_draining()
         kids = up.descendants()
-        with (data / "filler").open("wb") as filler, contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
+
+        # Keep the disk full: a file a child removes while stopping (a worker's heartbeat) frees a page, and
+        # Redis's tiny final snapshot then fits. Whatever is freed is taken back at once, until the stop is over.
+        def fill() -> None:
+            with (data / "filler").open("wb", buffering=0) as filler:
+                while not filling.is_set():
+                    try:
+                        filler.write(b"\0" * 4096)
+                    except OSError:
+                        time.sleep(0.01)
+
+        filler_thread = threading.Thread(target=fill, daemon=True)
+        filler_thread.start()
+        assert wait_until(lambda: shutil.disk_usage(data).free < 4096, 10)
 
         def file_logs_stopped() -> bool:
             with contextlib.suppress(httpx.HTTPError):  # the API may fail as it likes on a full disk
@@ -797,8 +808,10 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
         err = up.stderr.read_text()
         assert "Traceback" not in err and "Exception ignored" not in err, err
         # redis-server cannot save on the full disk and refuses SIGTERM: the stop kills it and says so
-        assert any("killed after the grace period: redis" in line for line in up.seen), up.seen[-10:]
+        filling.set()
+        assert any("killed after the grace period: redis" in line for line in up.seen), "".join(up.seen[-25:])
         assert not (data / "run" / "up.json").exists() and not (data / "run" / "up.tmp").exists()
         assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
     finally:
+        filling.set()
         subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)

@@ -177,6 +177,19 @@ def redis_ping(url: str, timeout: float) -> None:
         client.close()
 
 
+def redis_wants_password(url: str, timeout: float = 0.3) -> bool:
+    """A Redis answers on that address, but refuses us without (the right) password."""
+    try:
+        redis_ping(url, timeout)
+    except redis.AuthenticationError:
+        return True
+    except redis.ResponseError as exc:
+        return "NOAUTH" in str(exc) or "WRONGPASS" in str(exc)
+    except (redis.RedisError, OSError):
+        return False
+    return False
+
+
 def redis_answers(url: str, timeout: float) -> bool:
     try:
         redis_ping(url, timeout)

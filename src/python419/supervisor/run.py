@@ -15,8 +15,15 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 import python419
-from python419.addresses import is_local_url
-from python419.broker import generated_password, redis_answers, redis_binary, with_password, write_private
+from python419.addresses import is_local_url, safe_url
+from python419.broker import (
+    generated_password,
+    redis_answers,
+    redis_binary,
+    redis_wants_password,
+    with_password,
+    write_private,
+)
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
@@ -61,6 +68,11 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
     mode = settings.broker_mode
     url = settings.broker_redis_url
     answers = mode != "embedded" and redis_answers(url, timeout=0.3)
+    if mode != "embedded" and not answers and redis_wants_password(url):
+        raise UpError(
+            f"the Redis at {safe_url(url)} requires a password: put it in REDIS_URL (redis://:PASSWORD@host:port/0)"
+            "; for a Redis that p419 up started, it is in that data dir's redis/password"
+        )
     binary = None
     if mode != "embedded" and not answers and is_local_url(url):
         binary = redis_binary(settings, platform)

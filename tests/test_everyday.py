@@ -165,3 +165,26 @@ def test_only_workers_joins_a_stack_from_another_data_dir(tmp_path: Path, ups) -
         api_only.stop_and_check_nothing_left()
     finally:
         redis_server.stop()
+
+
+def test_flower_sees_the_workers_tasks_and_keeps_them_across_a_restart(tmp_path: Path, ups) -> None:
+    root = copy_project(tmp_path, "flat", FLAT.replace("reload = true\n", "flower = true\n"))
+    env = {"FLOWER_UNAUTHENTICATED_API": "true"}  # Flower's JSON API, for this test to read
+    up = Up(root, "--broker", "embedded", "--pool", "solo", **env)
+    ups.append(up)
+    up.wait_ready()
+    assert re.search(r"^worker1: .* -E", up.p419("up", "--dry-run", "--broker", "embedded").stdout, re.M)
+    task = post_task(up, 1)
+    up.result(f"/tasks/{task}", lambda b: b["task_status"] == "SUCCESS")
+
+    def flower_knows() -> bool:
+        tasks = httpx.get("http://127.0.0.1:5555/api/tasks", timeout=5).json()
+        return tasks.get(task, {}).get("state") == "SUCCESS"  # task events reached Flower
+
+    assert wait_until(flower_knows, 20), up.output()[-3000:]
+    up.stop_and_check_nothing_left()
+    again = Up(root, "--broker", "embedded", "--pool", "solo", **env)
+    ups.append(again)
+    again.wait_ready()
+    assert wait_until(flower_knows, 20), "Flower forgot the task across a restart"
+    again.stop_and_check_nothing_left()

@@ -174,3 +174,18 @@ def test_redis_password_is_decoded_for_the_server() -> None:
     # Clients log in with the decoded password: the server must be given the same one.
     assert redis_config("redis://:p%40ssWord99@127.0.0.1:6379/0") == "requirepass p@ssWord99\n"
     assert redis_config("redis://127.0.0.1:6379/0") is None
+
+
+def test_flower_without_the_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import python419.supervisor.plan as plan_module
+
+    config = {"celery": "main.celery", "api": "main:app", "flower": True}
+    monkeypatch.setattr(plan_module, "flower_installed", lambda: False)  # as on a machine without it
+    plan = plan_for("linux", tmp_path, config=config)
+    assert not plan.by_kind("flower") and any("pip install flower" in w for w in plan.warnings)
+    assert not any("-E" in c.argv for c in plan.by_kind("worker"))
+    monkeypatch.setattr(plan_module, "flower_installed", lambda: True)
+    plan = plan_for("linux", tmp_path, config=config)
+    [flower] = plan.by_kind("flower")
+    assert "--address=127.0.0.1" in flower.argv and "--persistent=True" in flower.argv
+    assert all("-E" in c.argv for c in plan.by_kind("worker"))  # task events on, for Flower

@@ -147,6 +147,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             raise UpError(held)
     redis_dir = plan.data_dir / "redis"
     try:
+        if plan.by_kind("flower"):
+            (plan.data_dir / "flower").mkdir(parents=True, exist_ok=True)  # its persisted state
         if plan.by_kind("redis"):
             redis_dir.mkdir(parents=True, exist_ok=True)
             write_redis_config(plan.target.url, redis_dir)

@@ -172,7 +172,7 @@ def test_stale_worker_is_named(stale_worker: tuple[str, Proc], tmp_path: Path) -
     check = assert_check(run, "workers", "fail", "stale@", "restart stale@")
     assert f"does not have {TASK_NAME} registered" in check["detail"]
     assert "Received unregistered task" in check["detail"] and "WinError" not in check["detail"]
-    assert_check(run, "broker", "pass", "Redis ")
+    assert_check(run, "broker", "warn", "it has no password: any local process can queue tasks")
 
 
 def test_prefork_worker_on_windows_fails(stale_worker: tuple[str, Proc], tmp_path: Path) -> None:
@@ -313,7 +313,7 @@ def test_healthy_stack_passes(stack, tmp_path: Path) -> None:
     run = run_doctor("--json", env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout
     assert not [c for c in run.report.values() if c["status"] == "fail"]
-    assert_check(run, "broker", "pass", "Redis ")
+    assert_check(run, "broker", "warn", "it has no password: any local process can queue tasks")
     assert_check(run, "registration", "pass", TASK_NAME)
     assert_check(run, "workers", "pass", "shared@")
     assert "task registered" in run.report["workers"]["detail"]
@@ -474,3 +474,17 @@ def test_queue_counts_the_stacks_own_queue(redis_server, tmp_path: Path) -> None
         assert_check(run, "queue", "pass", f"2 message(s) waiting in '{name}', 'celery'")
     finally:
         client.delete(name)
+
+
+def test_user_check_says_when_children_would_run_as_root() -> None:
+    from python419.doctor.checks.system import user_outcome
+
+    root = user_outcome("linux", True)
+    assert (
+        root.status == "warn"
+        and "SecurityWarning" in root.detail
+        and root.fix
+        and "ordinary user" in root.fix
+    )
+    assert user_outcome("linux", False).status == "pass"
+    assert user_outcome("windows", True).status == "pass"  # no root there; elevation is another matter

@@ -6,99 +6,30 @@ comes back, and Ctrl+C leaves no process behind."""
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.conftest import clean_environ
-from tests.procs import free_port, wait_until
-
-PROJECTS = Path(__file__).parent / "projects"
-
-
-def p419(cwd: Path, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "python419", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-class ProjectStack:
-    def __init__(self, root: Path, broker: str) -> None:
-        self.root = root
-        self.api_port = free_port()
-        self.env = {
-            **clean_environ(),
-            "P419_API_PORT": str(self.api_port),
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        }
-        self.log = root / "up.log"
-        with self.log.open("wb") as handle:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "python419", "up", "--broker", broker, "--grace", "8"],
-                cwd=root,
-                env=self.env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        ready = re.compile(r"^p419 +\| ready in", re.M)
-        ok = wait_until(lambda: bool(ready.search(self.output())) or self.proc.poll() is not None, 60)
-        assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-4000:]}"
-
-    def result(self, path: str, done: Callable[[dict], bool], timeout: float = 30) -> dict:
-        body: dict = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            body = httpx.get(f"{self.url}{path}", timeout=5).json()
-            if done(body):
-                return body
-            time.sleep(0.1)
-        raise AssertionError(f"no result at {path}: {body}\n{self.output()[-4000:]}")
-
-    def stop_and_check_nothing_left(self) -> None:
-        kids = psutil.Process(self.proc.pid).children(recursive=True)
-        assert kids, "the stack had no children"
-        self.proc.send_signal(signal.SIGINT)
-        assert self.proc.wait(30) in (0, 130), self.output()[-3000:]
-        left = lambda: [p for p in kids if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # noqa: E731
-        assert wait_until(lambda: not left(), 10), [p.pid for p in left()]
+from tests.procs import free_port
+from tests.user_stacks import UserStack, copy_project, p419
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    started: list[ProjectStack] = []
+def project(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    yield lambda name: copy_project(tmp_path, name)
 
-    def copy(name: str) -> Path:
-        root = tmp_path / name
-        shutil.copytree(PROJECTS / name, root)
-        return root
 
-    yield copy
-    for stack in started:
-        if stack.proc.poll() is None:
-            stack.proc.kill()
+@pytest.fixture
+def stacks() -> Iterator[list[UserStack]]:
+    started: list[UserStack] = []
+    yield started
+    for stack in started:  # never leave a stack behind, even when a test failed
+        stack.kill()
 
 
 def init(root: Path) -> str:
@@ -108,7 +39,7 @@ def init(root: Path) -> str:
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_flat_project_from_its_compose_file(project, broker: str) -> None:
+def test_flat_project_from_its_compose_file(project, stacks, broker: str) -> None:
     root = project("flat")
     said = init(root)
     assert "web: the API (main:app)" in said and "dashboard: celery flower" in said
@@ -117,71 +48,62 @@ def test_flat_project_from_its_compose_file(project, broker: str) -> None:
     assert (
         "redis://127.0.0.1:6379/0" in config and "redis://redis" not in config
     )  # loopback, not compose's host
-    stack = ProjectStack(root, broker)
-    try:
-        stack.wait_ready()
-        assert httpx.get(f"{stack.url}/").json() == {"hello": "flat"}
-        # StaticFiles(directory="static") is relative: the API runs in the app dir
-        assert "static file" in httpx.get(f"{stack.url}/static/hello.txt").text
-        task_id = httpx.post(f"{stack.url}/tasks", json={"type": 1}).json()["task_id"]
-        body = stack.result(f"/tasks/{task_id}", lambda b: b["task_status"] == "SUCCESS")
-        assert body["task_result"]["slept"] == 0.1
-        # The project's own test suite passes against the running stack.
-        suite = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-            cwd=root / "project",
-            env={**clean_environ(), "BASE_URL": stack.url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert suite.returncode == 0, suite.stdout + suite.stderr
-        assert "3 passed" in suite.stdout
-        stack.stop_and_check_nothing_left()
-    finally:
-        if stack.proc.poll() is None:
-            stack.proc.kill()
+    stack = UserStack(root, "--broker", broker)
+    stacks.append(stack)
+    stack.wait_ready()
+    assert httpx.get(f"{stack.url}/").json() == {"hello": "flat"}
+    # StaticFiles(directory="static") is relative: the API runs in the app dir
+    assert "static file" in httpx.get(f"{stack.url}/static/hello.txt").text
+    task_id = httpx.post(f"{stack.url}/tasks", json={"type": 1}).json()["task_id"]
+    body = stack.result(f"/tasks/{task_id}", lambda b: b["task_status"] == "SUCCESS")
+    assert body["task_result"]["slept"] == 0.1
+    # The project's own test suite passes against the running stack.
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root / "project",
+        env={**clean_environ(), "BASE_URL": stack.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert "3 passed" in suite.stdout
+    stack.stop_and_check_nothing_left()
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_app_factory_project_from_its_procfile_routes_to_its_queue(project, broker: str) -> None:
+def test_app_factory_project_from_its_procfile_routes_to_its_queue(project, stacks, broker: str) -> None:
     root = project("factory")
     said = init(root)
     assert "worker: a Celery worker on high_priority,default" in said and "beat = true" in said
-    stack = ProjectStack(root, broker)
-    try:
-        stack.wait_ready()
-        # Settings from the project's env file reach its code.
-        assert httpx.get(f"{stack.url}/").json() == {"database": "postgresql://user:pw@db:5432/app"}
-        task_id = httpx.post(f"{stack.url}/urgent/21").json()["task_id"]
-        body = stack.result(f"/result/{task_id}", lambda b: b["status"] == "SUCCESS")
-        assert body["result"]["double"] == 42 and body["result"]["queue"] == "high_priority"
-        assert body["result"]["worker"].startswith("worker1@")
-        stack.stop_and_check_nothing_left()
-    finally:
-        if stack.proc.poll() is None:
-            stack.proc.kill()
+    stack = UserStack(root, "--broker", broker)
+    stacks.append(stack)
+    stack.wait_ready()
+    # Settings from the project's env file reach its code.
+    assert httpx.get(f"{stack.url}/").json() == {"database": "postgresql://user:pw@db:5432/app"}
+    task_id = httpx.post(f"{stack.url}/urgent/21").json()["task_id"]
+    body = stack.result(f"/result/{task_id}", lambda b: b["status"] == "SUCCESS")
+    assert body["result"]["double"] == 42 and body["result"]["queue"] == "high_priority"
+    assert body["result"]["worker"].startswith("worker1@")
+    stack.stop_and_check_nothing_left()
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_package_project_with_a_hard_coded_amqp_broker(project, broker: str) -> None:
+def test_package_project_with_a_hard_coded_amqp_broker(project, stacks, broker: str) -> None:
     root = project("package")
     said = init(root)
     assert "queue (rabbitmq:3): not needed" in said and "db (postgres:12): not started by p419" in said
     config = (root / "p419.toml").read_text()
     assert 'api = "app.main:app"' in config and 'queues = ["main-queue"]' in config
-    stack = ProjectStack(root, broker)
-    try:
-        stack.wait_ready()
-        task_id = httpx.post(f"{stack.url}/test-celery/hello").json()["task_id"]
-        body = stack.result(f"/result/{task_id}", lambda b: b["status"] == "SUCCESS")
-        assert body["result"] == "test task return hello"
-        # The hard-coded amqp:// broker was overridden by the stack's (CELERY_BROKER_URL wins in Celery).
-        assert "Connected to amqp" not in stack.output()
-        stack.stop_and_check_nothing_left()
-    finally:
-        if stack.proc.poll() is None:
-            stack.proc.kill()
+    stack = UserStack(root, "--broker", broker)
+    stacks.append(stack)
+    stack.wait_ready()
+    task_id = httpx.post(f"{stack.url}/test-celery/hello").json()["task_id"]
+    body = stack.result(f"/result/{task_id}", lambda b: b["status"] == "SUCCESS")
+    assert body["result"] == "test task return hello"
+    # The hard-coded amqp:// broker was overridden by the stack's (CELERY_BROKER_URL wins in Celery).
+    assert "Connected to amqp" not in stack.output()
+    stack.stop_and_check_nothing_left()
 
 
 @pytest.mark.parametrize("name", ["flat", "factory", "package"])

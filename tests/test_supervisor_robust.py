@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -64,6 +65,7 @@ class PipeConsole:
             self.stream.close()
         if self._reader is not None:
             self._reader.join(5)
+            os.close(self.read_fd)
         return b"".join(self.chunks).decode(encoding)
 
     def close_reader(self) -> None:
@@ -120,6 +122,45 @@ def test_a_cp1252_pipe_gets_every_line_with_unencodable_characters_replaced(tmp_
     ) == "Sending 'New product 🆕 café'\n"
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_plain_write_path_shows_what_rich_would(terminal: bool) -> None:
+    """Child lines skip rich's renderer (per-line cost, issue 11); what reaches the console is the same."""
+    lines = [
+        "plain",
+        "[bold]not markup[/bold] :smile:",
+        "bell\x07 and cr\r",
+        "\x1b[31mred from the child",
+        "🆕 ok",
+    ]
+    outputs = []
+    for plain in (True, False):
+        stream = io.StringIO()
+        console = Console(file=stream, force_terminal=terminal, color_system="standard" if terminal else None)
+        printer = Printer(console, ["api", "worker1"])
+        printer._plain_ok = plain
+        for line in lines:
+            printer.handle(ev.Output("worker1", line))
+        printer.handle(ev.Drained())
+        outputs.append(stream.getvalue())
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == len(lines)
+
+
+def test_a_child_restarted_after_ready_does_not_bring_the_spinner_back() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, color_system=None, width=200)
+    printer = Printer(console, ["api", "worker1"])
+    printer.handle(ev.Started("api", 1))
+    printer.handle(ev.StackReady(0.5, ("http://a", "http://a/docs")))
+    printer.handle(ev.Exited("api", -9, expected=False))
+    printer.handle(ev.Started("api", 2))
+    printer.handle(ev.Output("api", "back"))
+    printer.handle(ev.Drained())
+    tail = stream.getvalue().split("started api (pid 2)", 1)[1]
+    assert "waiting for the stack" not in tail and tail.endswith("api     | back\n")
+    printer.close()
+
+
 # --- 2. stdout goes away (issue 11: `p419 up | tee log`, Ctrl+C) --------------------------------
 
 
@@ -163,6 +204,26 @@ def test_a_full_disk_degrades_the_file_log_once_and_the_printer_goes_on(tmp_path
     assert notes[0].startswith("p419    | ") and "No space left on device" in notes[0]
     assert lines[-1] == "api     | still here"
     assert sum(1 for line in lines if line.startswith("worker1 | ")) == 3000
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this OS")
+def test_enospc_without_root_from_dev_full(tmp_path: Path) -> None:
+    """Where no tmpfs can be mounted: /dev/full is a real device whose writes fail with ENOSPC."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "worker1.log").symlink_to("/dev/full")
+    stream = io.StringIO()
+    printer = Printer(Console(file=stream, color_system=None, width=300), ["api", "worker1"], logs)
+    printer.handle(ev.Output("worker1", "a line the disk cannot take"))
+    printer.handle(ev.Drained())
+    printer.handle(ev.Output("api", "the console goes on"))
+    printer.handle(ev.Drained())
+    printer.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "worker1 | a line the disk cannot take"
+    assert "file logs stopped" in lines[1] and "No space left on device" in lines[1]
+    assert lines[2:] == ["api     | the console goes on"]
+    assert not (logs / "api.log").exists(), "file logs stay off once the disk said no"
 
 
 # --- the manager: stop sequence, wake-ups, reporting (issue 11) ----------------------------------
@@ -292,14 +353,39 @@ def test_a_listener_that_raises_cannot_skip_the_stop_sequence(tmp_path: Path) ->
     assert len(world.of(ev.Exited)) == 4 and world.of(ev.Stopped)
 
 
+def test_a_stop_that_fails_half_way_still_kills_every_child(tmp_path: Path) -> None:
+    world = World()
+
+    class BrokenStop(FakeChild):
+        def stop(self) -> None:
+            raise RuntimeError("stop failed")
+
+    def factory(spec: ChildSpec) -> FakeChild:
+        child = BrokenStop(spec, world) if spec.name == "api" else world.factory(spec)
+        world.children.setdefault(spec.name, []).append(child)
+        return child
+
+    plan = world.manager(tmp_path).plan
+    manager = Manager(
+        plan, factory, world.probe, world.events.append, clock=world.clock, sleep=world.clock.sleep
+    )
+    manager.stop_requested = lambda: manager.stack_ready
+    with pytest.raises(RuntimeError, match="stop failed"):
+        manager.run()
+    assert all(children[-1].code is not None for children in world.children.values())
+
+
 # --- real `p419 up` ---------------------------------------------------------------------------
+
+
+STACK_READY = "p419    | ready in"  # the whole stack; "redis ready in" is one child
 
 
 class PipedUp:
     """`p419 up` with its stdout on a pipe we hold (as `| tee` would), stderr in a file."""
 
     def __init__(
-        self, tmp_path: Path, telegram: FakeTelegram, *args: str, data_dir: Path | None = None
+        self, tmp_path: Path, telegram: FakeTelegram, *args: str, data_dir: Path | None = None, **env: str
     ) -> None:
         self.data_dir = data_dir or tmp_path / "data"
         self.api_port = free_port()
@@ -314,8 +400,9 @@ class PipedUp:
             "P419_SWEEP_INTERVAL": "0.5",
             "P419_LEASE_SECONDS": "3",
             "TELEGRAM_TIMEOUT": "0.9",
+            **env,
         }
-        self.stderr = tmp_path / "up.stderr"
+        self.stderr = tmp_path / f"up-{self.api_port}.stderr"  # one per up: two may run in one test
         with self.stderr.open("wb") as handle:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "python419", "up", *args],
@@ -372,7 +459,7 @@ def all_gone(procs: list[psutil.Process]) -> bool:
 def piped_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
     started: list[PipedUp] = []
 
-    def make(*args: str, **kw: Path) -> PipedUp:
+    def make(*args: str, **kw: Any) -> PipedUp:
         started.append(PipedUp(tmp_path, telegram, *args, **kw))
         return started[-1]
 
@@ -383,7 +470,7 @@ def piped_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
 
 def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> None:
     up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "8")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     kids = up.descendants()
     assert up.proc.stdout is not None
     up.proc.stdout.close()  # tee died with the Ctrl+C: the pipe has no reader any more
@@ -396,6 +483,42 @@ def test_up_piped_to_tee_then_ctrl_c_runs_the_whole_stop_sequence(piped_up) -> N
     assert not (up.data_dir / "run" / "up.json").exists()
     assert wait_until(lambda: all_gone(kids), 10)
     assert "Traceback" not in up.stderr.read_text() and "Exception ignored" not in up.stderr.read_text()
+
+
+def test_a_double_ctrl_c_during_a_task_reports_every_child(piped_up, telegram: FakeTelegram) -> None:
+    """Issue 11: a second Ctrl+C reported only part of the stop. A worker stuck in a send (the fake Bot API
+    holds the request) makes the first Ctrl+C wait; the second kills, and every child is still reported."""
+    up = piped_up(
+        "--workers", "1", "--pool", "solo", "--grace", "60", TELEGRAM_TIMEOUT="30", P419_LEASE_SECONDS="100"
+    )
+    up.read_until(STACK_READY)
+    up.keep_draining()
+    kids = up.descendants()
+    marker = f"hang-{free_port()}"
+    telegram.script(marker, ["hang"])
+    posted = httpx.post(
+        f"http://127.0.0.1:{up.api_port}/products", json={"name": marker, "price": 1}, timeout=10
+    )
+    assert posted.status_code == 201, posted.text
+    assert telegram.wait_for(lambda: telegram.attempts(marker), 20), "the worker never reached the Bot API"
+    up.proc.send_signal(signal.SIGINT)
+    assert wait_until(lambda: any("stopping: received SIGINT" in line for line in up.seen), 10)
+    time.sleep(1.0)
+    assert up.proc.poll() is None, "a warm stop waits for the task in flight"
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(20) == 130
+    own = [line.split("| ", 1)[1].strip() for line in up.seen if line.startswith("p419    | ")]
+    after = own[own.index("stopping: received SIGINT") :]
+    for name in ("worker1", "api", "redis"):
+        reports = [
+            line for line in after if line.split()[0] == name and ("stopped" in line or "killed" in line)
+        ]
+        assert len(reports) == 1, (name, after)
+    assert "worker1 killed" in after and "second interrupt: killing now" in after
+    [summary] = [line for line in after if line.startswith("stopped in ")]
+    assert "killed after the second interrupt: " in summary and "worker1" in summary
+    assert after[-1] == summary
+    assert wait_until(lambda: all_gone(kids), 10)
 
 
 # --- 4. no child outlives the supervisor (issue 12 item 6) ------------------------------------------
@@ -459,7 +582,7 @@ def test_a_child_that_ignores_sigterm_dies_with_a_supervisor_killed_hard(tmp_pat
 
 def test_up_killed_hard_leaves_no_redis_even_when_redis_cannot_save(piped_up, tmp_path: Path) -> None:
     up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     up.keep_draining()
     kids = up.descendants()
     redis_pid = up.state()["children"]["redis"]["pid"]
@@ -554,15 +677,15 @@ def test_two_ups_on_one_data_dir_at_the_same_moment_only_one_runs(piped_up, tmp_
     args = ("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
     first, second = piped_up(*args), piped_up(*args, data_dir=tmp_path / "data")
     assert first.data_dir == second.data_dir and first.api_port != second.api_port
-    ended = [up for up in (first, second) if wait_until(lambda up=up: up.proc.poll() is not None, 20)]
-    assert len(ended) == 1, "exactly one of them must refuse to start"
-    [loser] = ended
+    assert wait_until(lambda: any(up.proc.poll() is not None for up in (first, second)), 20)
+    [loser] = [up for up in (first, second) if up.proc.poll() is not None]
     [winner] = [up for up in (first, second) if up is not loser]
     assert loser.proc.returncode == 1
     message = loser.stderr.read_text()
     assert f"already running for {loser.data_dir}" in message and "Traceback" not in message
-    winner.read_until("ready in")
+    winner.read_until(STACK_READY)
     winner.keep_draining()
+    assert winner.proc.poll() is None, "exactly one of them refuses to start"
     assert winner.state()["pid"] == winner.proc.pid
     winner.proc.send_signal(signal.SIGTERM)
     assert winner.proc.wait(30) == 0  # SIGTERM (a service manager, `p419 down`): exit 0
@@ -630,7 +753,7 @@ def test_up_moves_a_corrupt_state_file_aside_and_starts(piped_up, tmp_path: Path
     run_dir.mkdir(parents=True)
     (run_dir / "up.json").write_text('{"pid": null}')
     up = piped_up("--broker", "embedded", "--workers", "1", "--pool", "solo", "--grace", "5")
-    up.read_until("ready in")
+    up.read_until(STACK_READY)
     up.keep_draining()
     assert any("state file was corrupt: moved it aside" in line for line in up.seen)
     [aside] = run_dir.glob("up.json.corrupt-*")
@@ -650,15 +773,26 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    filling = threading.Event()
     try:
         up = piped_up("--workers", "1", "--pool", "solo", "--grace", "3", data_dir=data)
-        up.read_until("ready in")
+        up.read_until(STACK_READY)
         up.keep_draining()
         kids = up.descendants()
-        with (data / "filler").open("wb") as filler, contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
+
+        # Keep the disk full: a file a child removes while stopping (a worker's heartbeat) frees a page, and
+        # Redis's tiny final snapshot then fits. Whatever is freed is taken back at once, until the stop is over.
+        def fill() -> None:
+            with (data / "filler").open("wb", buffering=0) as filler:
+                while not filling.is_set():
+                    try:
+                        filler.write(b"\0" * 4096)
+                    except OSError:
+                        time.sleep(0.01)
+
+        filler_thread = threading.Thread(target=fill, daemon=True)
+        filler_thread.start()
+        assert wait_until(lambda: shutil.disk_usage(data).free < 4096, 10)
 
         def file_logs_stopped() -> bool:
             with contextlib.suppress(httpx.HTTPError):  # the API may fail as it likes on a full disk
@@ -674,8 +808,10 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
         err = up.stderr.read_text()
         assert "Traceback" not in err and "Exception ignored" not in err, err
         # redis-server cannot save on the full disk and refuses SIGTERM: the stop kills it and says so
-        assert any("killed after the grace period: redis" in line for line in up.seen), up.seen[-10:]
-        assert not (data / "run" / "up.json").exists()
+        filling.set()
+        assert any("killed after the grace period: redis" in line for line in up.seen), "".join(up.seen[-25:])
+        assert not (data / "run" / "up.json").exists() and not (data / "run" / "up.tmp").exists()
         assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
     finally:
+        filling.set()
         subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)

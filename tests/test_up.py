@@ -182,19 +182,29 @@ def status_state(up: Up, name: str) -> str:
 
 
 def test_a_child_that_always_crashes_makes_up_give_up(up_factory) -> None:
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        up = up_factory("--pool", "solo", P419_API_PORT=str(squatter.getsockname()[1]))
-        code = up.proc.wait(60)
+    crash = f"{sys.executable} -c \"import sys; print('boom, exiting'); sys.exit(3)\""
+    up = up_factory("--pool", "solo", "--api-command", crash, "--celery", "python419.tasks.celery_app")
+    code = up.proc.wait(60)
     out = up.output()
     assert code == 1
-    assert "api crashed 5 times in a row, giving up" in out
-    assert "address already in use" in out.lower()
+    assert "api crashed 5 times in a row, giving up" in out and "api     | boom, exiting" in out
     assert [line for line in out.splitlines() if "restarting api in" in line][:4] == [
         f"p419    | restarting api in {d}s (failure {n} in a row)"
         for n, d in enumerate(["0.5", "1", "2", "4"], 1)
     ]
+
+
+def test_a_held_api_port_is_named_before_anything_starts(up_factory) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        up = up_factory("--pool", "solo", P419_API_PORT=str(port))
+        code = up.proc.wait(30)
+    out = up.output()
+    assert code == 1, out
+    assert f"api port 127.0.0.1:{port} is held by " in out and f"(pid {os.getpid()})" in out
+    assert "set P419_API_PORT" in out and "started" not in out and "Traceback" not in out
 
 
 def test_supervisor_killed_hard_leaves_no_child(up_factory) -> None:
@@ -256,6 +266,35 @@ def test_redis_started_by_up_requires_the_password_from_the_url(up_factory) -> N
     redis_pid = up.pid_of("redis")
     assert f"pw-{port}" not in " ".join(psutil.Process(redis_pid).cmdline())
     assert f"pw-{port}" not in up.p419("up", "--dry-run").stdout
+    assert up.finish() == 130
+
+
+def test_redis_started_by_up_gets_a_generated_password_that_the_other_verbs_follow(
+    up_factory, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    port = free_port()
+    up = up_factory("--pool", "solo", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    up.wait_ready()
+    # Any local process used to be able to queue the task directly; now it needs the password.
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    password_file = tmp_path / "data" / "redis" / "password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert redis.Redis(port=port, password=password_file.read_text().strip()).ping()
+    # p419 send in another terminal follows the running stack, password included; delivered for real.
+    done = up.p419("send", "with-a-password", "--timeout", "20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert telegram.wait_for(lambda: telegram.delivered("with-a-password"), 10)
+    assert password_file.read_text().strip() not in up.output() + done.stdout + done.stderr
+    assert up.finish() == 130
+    assert not (tmp_path / "data" / "run" / "redis-url").exists()
+
+
+def test_a_percent_encoded_password_is_the_one_clients_use(up_factory) -> None:
+    port = free_port()
+    up = up_factory("--pool", "solo", REDIS_URL=f"redis://:p%40ssWord{port}@127.0.0.1:{port}/0")
+    up.wait_ready()  # it used to give up after 30 s: requirepass held the encoded text
+    assert redis.Redis(port=port, password=f"p@ssWord{port}").ping()
     assert up.finish() == 130
 
 

@@ -90,7 +90,56 @@ def runtime_target(
         kind = "embedded" if settings.broker_mode == "embedded" else "redis"
     if kind == "embedded":
         return embedded_target(settings.embedded_dir)
-    return redis_target(environ.get(stackenv.CELERY_BROKER_URL) or settings.broker_redis_url)
+    url = environ.get(stackenv.CELERY_BROKER_URL)
+    if url is None and running_broker == "redis":
+        url = stack_redis_url(settings)  # the Redis the running stack started, with its generated password
+    return redis_target(url or settings.broker_redis_url)
+
+
+# --- the password of a Redis that `p419 up` starts ---------------------------------------------------------
+
+PASSWORD_FILE = "password"  # in the data dir's redis/ folder, owner-only
+
+
+def stack_redis_url(settings: Settings) -> str | None:
+    """The URL (with the generated password) of the Redis a running `up` on this data dir started, if it did."""
+    try:
+        return (settings.run_dir / "redis-url").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def generated_password(redis_dir: Path) -> str:
+    """A Redis that p419 starts is never open to every local process (one could queue our task directly): it
+    gets a password, made once and kept owner-only in the data dir, so a restarted Redis keeps its AOF's users."""
+    import secrets
+
+    path = redis_dir / PASSWORD_FILE
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        existing = ""
+    if existing:
+        return existing
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    write_private(path, password)
+    return password
+
+
+def write_private(path: Path, text: str) -> None:
+    """Written readable by the owner only (chmod 600; on Windows the folder's ACL applies)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
+
+
+def with_password(url: str, password: str) -> str:
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f":{quote(password, safe='')}@{host}").geturl()
 
 
 WORKER_PING_TIMEOUT = 0.5
@@ -126,6 +175,19 @@ def redis_ping(url: str, timeout: float) -> None:
         client.ping()
     finally:
         client.close()
+
+
+def redis_wants_password(url: str, timeout: float = 0.3) -> bool:
+    """A Redis answers on that address, but refuses us without (the right) password."""
+    try:
+        redis_ping(url, timeout)
+    except redis.AuthenticationError:
+        return True
+    except redis.ResponseError as exc:
+        return "NOAUTH" in str(exc) or "WRONGPASS" in str(exc)
+    except (redis.RedisError, OSError):
+        return False
+    return False
 
 
 def redis_answers(url: str, timeout: float) -> bool:

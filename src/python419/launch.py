@@ -114,6 +114,43 @@ def take_beat_lock(app: str, environ: Mapping[str, str]) -> None:
         raise LaunchError(str(exc)) from None
 
 
+class _Activity:
+    """Tasks executing in this process right now (the solo pool runs them in the main thread)."""
+
+    running = 0
+
+
+def stop_at_once_when_idle() -> None:
+    """A warm stop that does not wait for the consumer's poll: once the worker is ready, SIGTERM (which the
+    stop file and CTRL_BREAK also become) still runs Celery's warm-shutdown handler, and then, if no task is
+    executing in this process, ends the consumer's wait at once. Measured on the embedded broker: kombu's
+    synchronous loop polls in 2 s drains, and Ctrl+C took 4.1-4.4 s until the tree was gone; a task in progress
+    still finishes first, as before."""
+    from celery.exceptions import WorkerShutdown
+    from celery.signals import task_postrun, task_prerun, worker_ready
+
+    def started(**_: Any) -> None:
+        _Activity.running += 1
+
+    def finished(**_: Any) -> None:
+        _Activity.running = max(0, _Activity.running - 1)
+
+    def wrap(**_: Any) -> None:
+        celery_handler = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            if callable(celery_handler):
+                celery_handler(signum, frame)  # "Warm shutdown", worker_shutting_down, should_stop
+            if _Activity.running == 0:
+                raise WorkerShutdown(0)  # Celery's own way out of its loop: a clean stop, exit code 0
+
+        signal.signal(signal.SIGTERM, on_term)
+
+    task_prerun.connect(started, weak=False)
+    task_postrun.connect(finished, weak=False)
+    worker_ready.connect(wrap, weak=False)
+
+
 def watch_stop_file(path: str, interval: float = STOP_POLL) -> threading.Thread:
     """A warm stop that needs no console: when the supervisor creates the file, act as on SIGTERM (Celery's
     warm shutdown, uvicorn's graceful stop). Used where CTRL_BREAK cannot reach us (no shared console:
@@ -154,6 +191,8 @@ def prepare(argv: list[str], environ: Mapping[str, str]) -> None:
             configure_for_stack(load_celery_app(spec), environ)
         if environ.get(stackenv.READY_FILE):
             report_ready(environ[stackenv.READY_FILE])
+        if "worker" in argv:
+            stop_at_once_when_idle()
         if "beat" in argv and environ.get(stackenv.BEAT_LOCK):
             take_beat_lock(spec or "", environ)
     elif program == "uvicorn":

@@ -25,6 +25,7 @@ from python419.platforms import Platform
 
 SUPERVISOR_PID_ENV = "P419_SUPERVISOR_PID"
 PR_SET_PDEATHSIG = 1
+LINUX_SIGKILL = 9  # spelled out: signal.SIGKILL does not exist on Windows, where this module is imported too
 
 
 def parent_gone(
@@ -46,7 +47,7 @@ def pdeathsig_for(has_watchdog: bool) -> int:
     minutes (issue 12). It gets SIGKILL, which loses nothing it acknowledged: with appendonly yes, Redis
     writes each change to its AOF before replying.
     """
-    return int(signal.SIGTERM) if has_watchdog else int(signal.SIGKILL)
+    return int(signal.SIGTERM) if has_watchdog else LINUX_SIGKILL
 
 
 def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:

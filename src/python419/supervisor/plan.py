@@ -98,6 +98,7 @@ class Plan:
     stop: str
     orphan_guard: str
     api_url: str
+    ports: list[tuple[str, str, int, str]]  # (child, host, port, setting) our children will listen on
     data_dir: Path
     run_dir: Path
     logs_dir: Path
@@ -365,10 +366,27 @@ def build_plan(
         stop=stop.kind,
         orphan_guard=orphan_guard(platform),
         api_url=api_url,
+        ports=listen_ports(children, settings, target.url),
         data_dir=data_dir,
         run_dir=run_dir,
         logs_dir=settings.logs_dir,
     )
+
+
+def listen_ports(
+    children: list[ChildSpec], settings: Settings, redis_url: str
+) -> list[tuple[str, str, int, str]]:
+    """The ports this plan's children will bind: checked free before anything starts."""
+    ports = []
+    kinds = {c.kind for c in children}
+    if "redis" in kinds:
+        parts = urlsplit(redis_url)
+        ports.append(("redis", parts.hostname or "127.0.0.1", parts.port or 6379, "REDIS_URL"))
+    if "api" in kinds:
+        ports.append(("api", settings.api_host, settings.api_port, "P419_API_PORT"))
+    if "flower" in kinds:
+        ports.append(("flower", "127.0.0.1", FLOWER_PORT, "the flower port"))
+    return ports
 
 
 def _pathsep(platform: Platform) -> str:

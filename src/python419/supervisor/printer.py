@@ -110,6 +110,7 @@ class Printer:
         self.logs = FileLogs(log_dir)
         self.console_ok = True
         self._status: Status | None = None
+        self._spun = False
         self._prefixes: dict[str, str] = {}
         self._unflushed = False
         # rich would raise SystemExit(1) from inside the manager's loop on EPIPE; we stop the console instead.
@@ -130,8 +131,8 @@ class Printer:
         if text is None:
             return
         self._log(SELF, text, flush=True)
-        if isinstance(event, ev.Started) and self._status is None and self.console_ok:
-            self._start_spinner()
+        if isinstance(event, ev.Started) and self._status is None and not self._spun and self.console_ok:
+            self._start_spinner()  # once: a child restarted later must not bring the start-up spinner back
         if isinstance(event, ev.StackReady | ev.Failed | ev.Stopping):
             self._stop_spinner()
         self._line(SELF, text, style)
@@ -153,6 +154,7 @@ class Printer:
 
     def _start_spinner(self) -> None:
         try:
+            self._spun = True
             if self.console.is_terminal:
                 text = printable("waiting for the stack to get ready…", self._encoding())
                 self._status = self.console.status(text)
@@ -200,7 +202,10 @@ class Printer:
     def _line(self, name: str, line: str, style: str | None = None) -> None:
         if not self.console_ok:
             return
-        text = self._prefix_text(name) + Text(printable(line, self._encoding()), style=style or "")
+        # Only the prefix takes the child's colour (as honcho and docker compose do), on both paths.
+        text = Text.assemble(
+            self._prefix_text(name), Text(printable(line, self._encoding()), style=style or "")
+        )
         try:
             self.console.print(text, soft_wrap=True, highlight=False)
         except (OSError, ValueError, UnicodeError) as exc:  # EPIPE comes through _on_broken_pipe instead

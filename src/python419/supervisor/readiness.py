@@ -42,7 +42,8 @@ def listening_pids(port: int) -> set[int] | None:
     return {
         c.pid
         for c in connections
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None
+        # pid 0 is no owner (Windows' idle process): Wine 8 lists every listening socket with pid 0.
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
     }
 
 
@@ -56,8 +57,8 @@ def owns_port(pid: int, port: int) -> bool:
                 if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
                     return True
     holders = listening_pids(port)
-    # Only a known other holder is a "no": where the OS names no listener at all (Wine, some sandboxes), the
-    # HTTP answer alone decides (measured under Wine 8: psutil lists no listening socket for any process).
+    # Only a known other holder is a "no": where the OS names no listener (Wine 8 lists every listening socket
+    # with pid 0, and none per process), the HTTP answer alone decides.
     return not holders or bool(holders & pids)
 
 

@@ -10,13 +10,22 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 
 import python419
-from python419.addresses import is_local_url
-from python419.broker import redis_answers, redis_binary
+from python419.addresses import is_local_url, safe_url
+from python419.broker import (
+    generated_password,
+    redis_answers,
+    redis_binary,
+    redis_wants_password,
+    with_password,
+    write_private,
+)
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
+from python419.ports import held_port_message
 from python419.project import Project
 from python419.settings import Settings
 from python419.supervisor import events as ev
@@ -59,6 +68,11 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
     mode = settings.broker_mode
     url = settings.broker_redis_url
     answers = mode != "embedded" and redis_answers(url, timeout=0.3)
+    if mode != "embedded" and not answers and redis_wants_password(url):
+        raise UpError(
+            f"the Redis at {safe_url(url)} requires a password: put it in REDIS_URL (redis://:PASSWORD@host:port/0)"
+            "; for a Redis that p419 up started, it is in that data dir's redis/password"
+        )
     binary = None
     if mode != "embedded" and not answers and is_local_url(url):
         binary = redis_binary(settings, platform)
@@ -66,6 +80,11 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
             raise UpError(f"REDIS_SERVER={settings.redis_server} is not an executable file (nor on PATH)")
     try:
         broker = choose_broker(mode, url=url, answers=answers, redis_binary=binary, platform=platform)
+        if broker.kind == "start-redis" and not urlsplit(url).password and not dry_run:
+            # A Redis we start gets a password (issue 12: any local process could queue the task directly).
+            settings = settings.model_copy(
+                update={"broker": with_password(url, generated_password(settings.redis_dir))}
+            )
         plan = build_plan(
             project,
             settings,
@@ -87,10 +106,7 @@ def write_redis_config(url: str, redis_dir: Path) -> None:
     config = redis_config(url)
     if config is None:
         return
-    path = redis_config_path(redis_dir)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)  # it holds the password
-    path.write_text(config, encoding="utf-8")
+    write_private(redis_config_path(redis_dir), config)  # it holds the password
 
 
 def dry_run(plan: Plan, console: Console) -> None:
@@ -124,11 +140,18 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         lock.acquire()  # held until we return; the OS releases it if we die
     except StateError as exc:  # already running, or a read-only data dir: one line
         raise UpError(str(exc)) from None
+    for what, host, port, setting in plan.ports:  # before anything starts: name who holds it, in 1 line
+        held = held_port_message(what, host, port, setting)
+        if held:
+            lock.release()
+            raise UpError(held)
     redis_dir = plan.data_dir / "redis"
     try:
         if plan.by_kind("redis"):
             redis_dir.mkdir(parents=True, exist_ok=True)
             write_redis_config(plan.target.url, redis_dir)
+            # `p419 send`/`worker`/`doctor` in another terminal follow this Redis, password included.
+            write_private(run_dir / "redis-url", plan.target.url)
     except OSError as exc:
         raise UpError(f"cannot write to the data dir {plan.data_dir}: {exc.strerror or exc}") from None
     stop_file = run_dir / STOP_FILE
@@ -185,6 +208,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         return manager.run()
     finally:
         stop_watching.set()
+        (run_dir / "redis-url").unlink(missing_ok=True)
         printer.close()
         state.remove()
         stop_file.unlink(missing_ok=True)

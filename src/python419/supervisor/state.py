@@ -216,8 +216,9 @@ class StateFile:
 
     def remove(self) -> None:
         """Never raises: it runs in the supervisor's `finally`."""
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
+        for path in (self.path, self.path.with_suffix(".tmp")):  # a write cut short by a full disk
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def _create_time(pid: int) -> float | None:

@@ -31,8 +31,8 @@ from tests.procs import free_port, wait_until
 WINE = os.environ.get("P419_WINE", "")
 WINE_PYTHON = os.environ.get("P419_WINE_PYTHON", "")
 READY = re.compile(r"^p419\s+\| ready in", re.M)
-# Wine is slow to start a process (about 3 s for python.exe, 8-15 s for a child importing Celery or FastAPI).
-READY_TIMEOUT = 240
+# Wine is slow to start a process: about 3 s for python.exe, 8-30 s to ready (30 s on a busy 2-core machine).
+READY_TIMEOUT = 120  # p419 up gives up then; with the wait below it stays within pytest-timeout (180 s)
 
 
 def winpath(path: Path) -> str:
@@ -249,9 +249,8 @@ TASK_SECONDS = 8  # longer than Wine takes to start `p419 down` (about 3-4 s), s
 
 
 def test_warm_stop_without_a_console_lets_the_task_in_flight_finish(wine_up, telegram: FakeTelegram) -> None:
-    """EXPECTS the lead's console-free warm stop (issue 10); fails until it lands. Under Wine CTRL_BREAK
-    cannot be delivered (WinError 12), so today `p419 down` waits out the grace period and then kills the
-    worker (psutil's TerminateProcess: exit code 15).
+    """The console-free warm stop of issue 10. Under Wine CTRL_BREAK cannot be delivered (WinError 12): the
+    stop must come another way (the launcher's stop file).
 
     Expected: a worker in the middle of a task (the fake Bot API holds its answer TASK_SECONDS) is asked to stop,
     finishes the task (the message is delivered), and exits on its own with exit code 0, well within the
@@ -277,5 +276,8 @@ def test_warm_stop_without_a_console_lets_the_task_in_flight_finish(wine_up, tel
     stopping, finished = out.find("p419    | stopping: p419 down"), out.find("succeeded in")
     assert -1 < stopping < finished, f"the stop did not land while the task was in flight:\n{out[-4000:]}"
     assert telegram.delivered(marker), f"the task in flight was lost:\n{out[-4000:]}"
-    # A forced kill ends a worker with psutil's TerminateProcess exit code 15, once the grace period is over.
-    assert "worker1 stopped (exit code 0)" in out, f"the worker was not stopped warmly:\n{out[-4000:]}"
+    # The supervisor says "worker1 killed" when the grace period ran out, "worker1 stopped" for a clean exit.
+    assert re.search(r"^p419\s+\| worker1 stopped$", out, re.M), (
+        f"the worker was not stopped warmly:\n{out[-4000:]}"
+    )
+    assert "worker1 killed" not in out, out[-4000:]

@@ -20,8 +20,9 @@ import pytest
 
 from python419.platforms import CREATE_NEW_PROCESS_GROUP, creation_flags, stop_method
 from python419.supervisor.orphans import JobObject, kernel32
-from python419.supervisor.plan import ChildSpec
+from python419.supervisor.plan import ChildSpec, Plan
 from python419.supervisor.process import OsChild, ProcessFactory
+from tests.plans import plan_for
 
 SLEEPER = "import time; time.sleep(120)"
 SYNCHRONIZE, PROCESS_QUERY_LIMITED_INFORMATION = 0x00100000, 0x1000
@@ -181,10 +182,18 @@ def test_a_supervisor_killed_hard_takes_its_job_with_it() -> None:
 # --- ProcessFactory: creation flags and the job, as `p419 up` starts a child -------------------------
 
 
-def test_process_factory_starts_children_in_a_new_process_group_inside_the_job() -> None:
-    assert creation_flags("windows") == CREATE_NEW_PROCESS_GROUP
+@pytest.fixture
+def plan(tmp_path) -> Plan:
+    """The real Windows plan of the bundled app on the embedded broker, as `p419 up` would execute it."""
+    made = plan_for("windows", tmp_path, mode="embedded", redis_binary=None, python=sys.executable)
+    assert made.creation_flags == creation_flags("windows") == CREATE_NEW_PROCESS_GROUP
+    assert made.stop == stop_method("windows").kind == "ctrl-break" and made.orphan_guard == "job-object"
+    return made
+
+
+def test_process_factory_starts_children_in_a_new_process_group_inside_the_job(plan: Plan) -> None:
     job, lines = JobObject(), Lines()
-    factory = ProcessFactory("windows", dict(os.environ), lines, job)
+    factory = ProcessFactory(plan, os.environ, lines, job)
     child = factory(ChildSpec("probe", "worker", [sys.executable, "-c", CONSOLE_FLAGS]))
     try:
         assert lines.wait_for("console-flags") == "console-flags 1"
@@ -203,8 +212,8 @@ def test_without_the_flag_a_child_shares_our_group() -> None:
 # --- stopping ----------------------------------------------------------------------------------------
 
 
-def start_breakable(lines: Lines) -> OsChild:
-    factory = ProcessFactory("windows", dict(os.environ), lines, JobObject())
+def start_breakable(plan: Plan, lines: Lines) -> OsChild:
+    factory = ProcessFactory(plan, os.environ, lines, JobObject())
     child = factory(ChildSpec("breakable", "worker", [sys.executable, "-c", ON_BREAK]))
     lines.wait_for("waiting")
     return child
@@ -215,11 +224,12 @@ def start_breakable(lines: Lines) -> OsChild:
     strict=True,
     reason="Wine 8: GenerateConsoleCtrlEvent fails (os.kill(pid, CTRL_BREAK_EVENT) -> WinError 12 with pipes)",
 )
-def test_stop_sends_ctrl_break_and_the_child_stops_warmly() -> None:
-    """On Windows, OsChild.stop() is the warm stop: CTRL_BREAK_EVENT to the child's own process group."""
+def test_stop_sends_ctrl_break_and_the_child_stops_warmly(plan: Plan) -> None:
+    """On Windows, OsChild.stop() sends CTRL_BREAK_EVENT to the child's own process group (a child with no
+    stop file, as a plain command would be)."""
     assert stop_method("windows").signal_number == signal.CTRL_BREAK_EVENT
     lines = Lines()
-    child = start_breakable(lines)
+    child = start_breakable(plan, lines)
     try:
         child.stop()
         lines.wait_for("got SIGBREAK", timeout=15)
@@ -228,11 +238,11 @@ def test_stop_sends_ctrl_break_and_the_child_stops_warmly() -> None:
         child.kill_tree()
 
 
-def test_stop_never_raises_and_kill_tree_always_ends_the_child() -> None:
+def test_stop_never_raises_and_kill_tree_always_ends_the_child(plan: Plan) -> None:
     """Where CTRL_BREAK cannot be delivered (Wine, no shared console), stop() must not crash the supervisor,
     and the forced path after the grace period must still end the child."""
     lines = Lines()
-    child = start_breakable(lines)
+    child = start_breakable(plan, lines)
     try:
         child.stop()  # delivered (real Windows) or failed quietly (Wine: WinError 12)
         child.kill_tree()

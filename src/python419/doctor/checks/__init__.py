@@ -13,7 +13,7 @@ from python419.doctor.checks.broker import check_broker
 from python419.doctor.checks.envfile import check_env_file, check_env_keys, check_env_values
 from python419.doctor.checks.exposure import check_api_exposure, check_redis_exposure
 from python419.doctor.checks.registration import check_registration, check_routes
-from python419.doctor.checks.system import check_platform, check_pool_config
+from python419.doctor.checks.system import check_platform, check_pool_config, check_user
 from python419.doctor.checks.workers import check_workers
 from python419.doctor.model import Check
 from python419.doctor.probes.app_probe import PROBE_TIMEOUT
@@ -23,6 +23,7 @@ IMPORT_FIX = 'the app takes too long to import: run `python -c "import <module>"
 
 CHECKS: tuple[Check, ...] = (
     Check("platform", check_platform, needs_settings=False),
+    Check("user", check_user, needs_settings=False),
     Check("pool.config", check_pool_config, APP_BUDGET, "fail", IMPORT_FIX, needs_settings=False),
     Check("env.file", check_env_file, needs_settings=False),
     Check("env.keys", check_env_keys, needs_settings=False),

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from typing import Any
 
 import httpx
-import psutil
 
 from python419.doctor.context import Context
 from python419.doctor.model import Outcome, failed, passed
 from python419.platforms import Platform
+from python419.ports import port_owner, try_bind
 
 HEALTH_TIMEOUT = 1.0
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-def try_bind(host: str, port: int) -> OSError | None:
-    """None when the port is free. SO_REUSEADDR as uvicorn sets it, so a TIME_WAIT leftover is not 'taken'."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        if os.name != "nt":  # on Windows SO_REUSEADDR would let us bind over a live listener
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc
-    return None
 
 
 def health_url(host: str, port: int) -> str:
@@ -43,17 +29,6 @@ def our_health(url: str) -> dict[str, Any] | None:
     except (httpx.HTTPError, ValueError):
         return None
     return body if isinstance(body, dict) and "database" in body else None
-
-
-def port_owner(port: int) -> str | None:
-    """`name (pid N)` of the process listening on the port, when this user may see it."""
-    try:
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
-    except (psutil.Error, OSError):
-        pass
-    return None
 
 
 def find_listener_hint(platform: Platform, port: int) -> str:

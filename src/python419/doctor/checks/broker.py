@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
+from python419.broker import redis_binary
 from python419.doctor.context import Context
 from python419.doctor.model import Outcome, failed, passed, warned
 from python419.doctor.probes.broker_probe import BROKER_TIMEOUT, BrokerProbe
-from python419.platforms import Platform, find_redis_server, redis_install_hint
+from python419.platforms import Platform, redis_install_hint
 
 URL_FIX = "put the right password in REDIS_URL: redis://:PASSWORD@host:port/0"
 
@@ -24,7 +22,14 @@ def broker_outcome(probe: BrokerProbe, platform: Platform, redis_binary: str | N
         return passed(f"embedded broker (P419_BROKER=embedded) at {probe.url}")
     if probe.ok:
         rtt = f"{probe.rtt_ms:.1f} ms" if probe.rtt_ms is not None else "?"
-        return passed(f"Redis {probe.version} at {probe.url}, PING round trip {rtt}")
+        detail = f"Redis {probe.version} at {probe.url}, PING round trip {rtt}"
+        if not probe.has_password:
+            return warned(
+                f"{detail}; it has no password: any local process can queue tasks for your workers "
+                "(the Redis that p419 up starts gets a generated one)",
+                "set requirepass in its config and put the password in REDIS_URL: redis://:PASSWORD@host:port/0",
+            )
+        return passed(detail)
     where = f"{probe.host}:{probe.port}" if probe.host else probe.url
     if probe.error_kind == "refused":
         return _refused(probe, where, platform, redis_binary)
@@ -65,6 +70,6 @@ def _refused(probe: BrokerProbe, where: str, platform: Platform, redis_binary: s
 def check_broker(ctx: Context) -> Outcome:
     probe = ctx.broker.get()
     binary = None
-    if probe.kind == "redis" and probe.error_kind == "refused" and probe.local:
-        binary = find_redis_server(ctx.platform, ctx.environ, shutil.which, os.path.exists)
+    if probe.kind == "redis" and probe.error_kind == "refused" and probe.local and ctx.settings is not None:
+        binary = redis_binary(ctx.settings, ctx.platform)  # the same lookup as p419 up's
     return broker_outcome(probe, ctx.platform, binary)

@@ -3,6 +3,7 @@ configuration would crash them (prefork on Windows: the write-up's WinError 6/5)
 
 from __future__ import annotations
 
+import os
 import platform as stdlib_platform
 import sys
 
@@ -27,6 +28,21 @@ def platform_outcome(
     if python[:2] < MIN_PYTHON:
         return failed(detail, "python419 needs Python 3.10 or newer: create the venv with a newer Python")
     return passed(detail)
+
+
+def user_outcome(platform: Platform, is_root: bool) -> Outcome:
+    """Pure: children of `p419 up` run as the user who started it."""
+    if is_root and platform != "windows":
+        return warned(
+            "running as root: the API and the Celery workers p419 starts run as root too (Celery prints a "
+            "SecurityWarning); a task's bug then has the whole machine",
+            "run p419 as an ordinary user (in a container: USER app in the Dockerfile)",
+        )
+    return passed("not running as root: children run as this user")
+
+
+def check_user(ctx: Context) -> Outcome:
+    return user_outcome(ctx.platform, hasattr(os, "geteuid") and os.geteuid() == 0)
 
 
 def pool_name(configured: str) -> str:

@@ -1,0 +1,50 @@
+"""Readiness must be answered by our own child: another server on the same port does not count (two `up`
+started at once both printed "ready" although one's Redis and the other's API could not bind)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from python419.supervisor.readiness import http_ready, redis_owned_by
+from tests.procs import RedisServer, free_port, wait_until
+
+
+@pytest.fixture
+def stranger() -> Iterator[int]:
+    """The pid of an unrelated child (not the server's parent: a tree includes its descendants)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_redis_is_ready_only_when_it_is_our_child(tmp_path: Path, stranger: int) -> None:
+    server = RedisServer(free_port(), tmp_path).start()
+    try:
+        assert server.proc is not None
+        assert redis_owned_by(server.url, server.proc.popen.pid)
+        assert not redis_owned_by(server.url, stranger)  # answers PING, but it is not ours
+    finally:
+        server.stop()
+
+
+def test_http_is_ready_only_from_a_port_our_child_listens_on(tmp_path: Path, stranger: int) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert wait_until(lambda: http_ready(url, proc.pid), 15)
+        assert not http_ready(url, stranger)  # the same answer, from someone else's server
+    finally:
+        proc.kill()
+        proc.wait()

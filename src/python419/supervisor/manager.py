@@ -6,7 +6,7 @@ Time and processes are injected (clock, sleep, factory, probe), so every decisio
 The loop blocks on the line queue until the next thing is due (a readiness probe, a restart, the ready
 timeout) or `idle_poll` at the latest, which bounds how late it notices a child that exited, `p419 down`'s stop
 file, and (on Windows, where a lock wait may not be interrupted by Ctrl+C) a signal; on POSIX a signal wakes it at
-once (request_stop puts a WAKE item on the queue). Measured idle with scripts/bench_idle.py, same run: the old
+once (request_stop puts a WAKE item on the queue). Measured idle with scripts/bench --only idle, same run: the old
 fixed 50 ms tick 21.9 wake-ups/s and 0.30 % CPU; now 4.0/s and 0.05-0.10 %; honcho 10.1-10.7/s, 0.15-0.20 %.
 """
 

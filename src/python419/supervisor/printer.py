@@ -10,7 +10,7 @@ Nothing here may stop the supervisor, whatever a child prints and whatever happe
 - a log write that fails (ENOSPC on a full disk, a read-only folder: issue 12) turns the file logs off, said once
   on the console.
 
-Cost per child line (scripts/bench_printer.py): a child line is written to the console as one pre-styled string
+Cost per child line (scripts/bench --only idle): a child line is written to the console as one pre-styled string
 and flushed once per burst (the manager's Drained event), not rendered by rich and flushed per line; rich still
 draws the supervisor's own lines and anything while the start-up spinner is live.
 """

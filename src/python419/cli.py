@@ -264,7 +264,20 @@ def up(
         code = run(plan, out(), grace=grace, ready_timeout=ready_timeout)
     except UpError as exc:
         raise fail(str(exc)) from None
-    raise typer.Exit(code)
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Every child is gone and every file closed: skip the interpreter's teardown, which took 150 ms of the
+    supervisor's exit (strace: no system call between releasing the lock and exit_group; module clean-up of
+    rich, pydantic, httpx), a third of honcho's whole Ctrl+C time."""
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 @app.command()

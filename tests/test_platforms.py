@@ -92,3 +92,10 @@ def test_find_redis_server_order() -> None:
     assert find({"REDIS_SERVER": "/missing/redis"}) is None
     assert find({}, path={}) is None
     assert find({}, "windows", path={}) == r"C:\Program Files\Memurai\memurai.exe"
+
+
+def test_worker_event_heartbeat_only_with_task_events() -> None:
+    # The heartbeat's timer cost ~1 s of every warm shutdown; only Flower (task events) needs it.
+    assert "--without-heartbeat" in p.worker_args("solo") and "-E" not in p.worker_args("solo")
+    with_events = p.worker_args("solo", events=True)
+    assert "-E" in with_events and "--without-heartbeat" not in with_events

@@ -195,10 +195,13 @@ def worker_command(
     queues: tuple[str, ...],
     loglevel: str,
     hostname: str | None,
+    events: bool = False,
 ) -> list[str]:
     """A worker's command line: the plain `celery -A APP worker ...` a user could type, behind the launcher.
     The pool is on the command line only: chosen once, by whoever builds the plan."""
-    args = worker_args(pool, concurrency=concurrency or None, loglevel=loglevel, hostname=hostname)
+    args = worker_args(
+        pool, concurrency=concurrency or None, loglevel=loglevel, hostname=hostname, events=events
+    )
     if queues:
         args += ["-Q", ",".join(queues)]
     return [*launcher(python), "celery", "-A", celery, "worker", *args]
@@ -288,7 +291,7 @@ def build_plan(
             )
         )
 
-    events = ["-E"] if project.flower and flower_installed() else []  # Flower shows what task events say
+    events = project.flower and flower_installed()  # Flower shows what task events say
     for group in project.workers if wants("workers") else ():
         choice = choose_pool(platform, group.pool)
         if choice.warning:
@@ -301,9 +304,15 @@ def build_plan(
             name = f"{group.name}{n}"
             ready = run_dir / f"{name}.ready"
             argv = worker_command(
-                python, project.celery, choice.pool, per_process, group.queues, options.loglevel, f"{name}@%h"
+                python,
+                project.celery,
+                choice.pool,
+                per_process,
+                group.queues,
+                options.loglevel,
+                f"{name}@%h",
+                events=events,
             )
-            argv += events
             children.append(
                 ChildSpec(
                     name,

@@ -281,3 +281,28 @@ def test_warm_stop_without_a_console_lets_the_task_in_flight_finish(wine_up, tel
         f"the worker was not stopped warmly:\n{out[-4000:]}"
     )
     assert "worker1 killed" not in out, out[-4000:]
+
+
+def test_reload_restarts_the_api_process_itself(wine_up, telegram: FakeTelegram) -> None:
+    """Issue 9 on Windows: a saved .py file restarts the API and the worker through p419 (the API process is
+    restarted; uvicorn's reloader, whose CTRL_C_EVENT would reach the whole console, is never used)."""
+    up = wine_up("--reload")
+    up.wait_ready()
+    status = up.p419("status", "--json")
+    assert status.returncode == 0, status.stderr
+    before = {c["name"]: c["pid"] for c in json.loads(status.stdout)["children"]}
+    assert "--reload" not in " ".join(" ".join(p.cmdline()) for p in up.children())  # not uvicorn's reloader
+    (up.tmp_path / "touched.py").write_text("x = 1\n", encoding="utf-8")
+    assert wait_until(lambda: "touched.py changed: restarting api, worker1" in up.output(), 60), up.output()[
+        -3000:
+    ]
+    assert wait_until(lambda: up.output().count("api ready in") >= 2, 120), up.output()[-3000:]
+    assert wait_until(lambda: up.output().count("worker1 ready in") >= 2, 120), up.output()[-3000:]
+    up.assert_alive()
+    status = up.p419("status", "--json")
+    after = {c["name"]: c["pid"] for c in json.loads(status.stdout)["children"]}
+    assert after["api"] != before["api"] and after["worker1"] != before["worker1"]
+    restart = up.output().split("touched.py changed", 1)[1]
+    assert "worker1 killed" not in restart, restart  # warm: through the stop file, not the grace-period kill
+    up.post_product("after-reload")
+    assert telegram.wait_for(lambda: telegram.delivered("after-reload"), 120), up.output()[-3000:]

@@ -44,9 +44,13 @@ def test_posix_honours_the_request_and_defaults_to_prefork(platform: p.Platform)
 
 
 def test_worker_command_on_windows_has_solo_and_no_prefork() -> None:
-    args = p.worker_args(p.choose_pool("windows", "prefork").pool, concurrency=8, hostname="worker1@%h")
-    command = p.celery_worker_command("python.exe", args)
-    assert command[:6] == ["python.exe", "-m", "celery", "-A", "python419.tasks.celery_app", "worker"]
+    from python419.supervisor.plan import worker_command
+
+    pool = p.choose_pool("windows", "prefork").pool
+    command = worker_command("python.exe", "python419.tasks.celery_app", pool, 8, (), "info", "worker1@%h")
+    # the plain celery command line, behind p419's launcher (what `p419 up` and `p419 worker` run)
+    assert command[:3] == ["python.exe", "-m", "python419.launch"]
+    assert command[3:7] == ["celery", "-A", "python419.tasks.celery_app", "worker"]
     assert "--pool=solo" in command and "--concurrency=1" in command
     assert not any("prefork" in part for part in command)
     assert "--hostname=worker1@%h" in command

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,9 +141,6 @@ def with_password(url: str, password: str) -> str:
     return parts._replace(netloc=f":{quote(password, safe='')}@{host}").geturl()
 
 
-WORKER_PING_TIMEOUT = 0.5
-
-
 def is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
@@ -196,15 +192,3 @@ def redis_answers(url: str, timeout: float) -> bool:
     except (redis.RedisError, OSError):
         return False
     return True
-
-
-def live_workers(celery_app: Any, timeout: float = WORKER_PING_TIMEOUT) -> list[str]:
-    # A fresh connection per ping: on a reused one, the previous ping's timed-out BRPOP can swallow the
-    # next reply (measured here: 1 call in 4 came back empty with Redis).
-    connection = celery_app.connection_for_write()
-    try:
-        replies = celery_app.control.ping(timeout=timeout, connection=connection) or []
-    finally:
-        # Closing waits out that pending BRPOP (~0.5 s): do it off the caller's path.
-        threading.Thread(target=connection.close, name="p419-ping-close", daemon=True).start()
-    return sorted(name for reply in replies for name in reply)

@@ -66,16 +66,21 @@ def load_asgi_app(spec: str) -> Any:
     return app
 
 
+def option_value(argv: list[str], short: str | None, long: str) -> str | None:
+    """An option's value in a command line: `-A x`, `-Ax`, `--app x` or `--app=x` (None when absent)."""
+    for i, arg in enumerate(argv):
+        if arg == long or (short and arg == short):
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if arg.startswith(long + "="):
+            return arg.split("=", 1)[1]
+        if short and arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
+            return arg[len(short) :]
+    return None
+
+
 def celery_app_spec(argv: list[str]) -> str | None:
     """The value of -A/--app in a celery command line."""
-    for i, arg in enumerate(argv):
-        if arg in ("-A", "--app") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--app="):
-            return arg.split("=", 1)[1]
-        if arg.startswith("-A") and len(arg) > 2:
-            return arg[2:]
-    return None
+    return option_value(argv, "-A", "--app")
 
 
 def configure_for_stack(app: Any, environ: Mapping[str, str]) -> None:

@@ -81,11 +81,6 @@ def worker_args(
     return args
 
 
-def celery_worker_command(python: str, args: list[str]) -> list[str]:
-    """The plain Celery command line equivalent to `p419 worker` (what a user would type by hand)."""
-    return [python, "-m", "celery", "-A", CELERY_APP, "worker", *args]
-
-
 # --- starting and stopping children -------------------------------------------------------------
 
 # Windows process creation flags (from WinBase.h); kept here so they are testable on any OS.

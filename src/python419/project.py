@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from python419.platforms import Pool
+from python419.platforms import CELERY_APP, Pool
 from python419.settings import Settings, check_broker, load_settings
 
 if sys.version_info >= (3, 11):
@@ -29,7 +29,7 @@ else:  # pragma: no cover - Python 3.10
 CONFIG_FILE = "p419.toml"
 PYPROJECT = "pyproject.toml"
 BUNDLED_API = "python419.api:app"
-BUNDLED_CELERY = "python419.tasks.celery_app"
+BUNDLED_CELERY = CELERY_APP  # the one spelling, shared with the doctor
 BUNDLED_READY_PATH = "/health?workers=false"
 DEFAULT_READY_PATH = "/"
 DEFAULT_GROUP = "worker"

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from python419.addresses import with_host
+from python419.launch import option_value
 from python419.project import CONFIG_FILE, PYPROJECT, ProjectError, find_config, parse_config
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -31,17 +32,6 @@ LEFT_TO_USER = {
 class Recognised:
     role: str  # api | worker | beat | flower
     values: dict[str, Any] = field(default_factory=dict)
-
-
-def _option(argv: list[str], short: str | None, long: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == long or (short and arg == short):
-            return argv[i + 1] if i + 1 < len(argv) else None
-        if arg.startswith(long + "="):
-            return arg.split("=", 1)[1]
-        if short and arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
-            return arg[len(short) :]
-    return None
 
 
 def _strip_wrappers(argv: list[str]) -> list[str]:
@@ -78,23 +68,23 @@ def recognise(command: str | list[str]) -> Recognised | None:
         target = next((a for a in argv[1:] if ":" in a and not a.startswith("-")), None)
         return Recognised("api", {"api": target}) if target else None
     if head == "gunicorn":
-        worker = _option(argv, "-k", "--worker-class") or ""
+        worker = option_value(argv, "-k", "--worker-class") or ""
         target = next((a for a in reversed(argv[1:]) if ":" in a and not a.startswith("-")), None)
         if "uvicorn" in worker and target:
             return Recognised("api", {"api": target})
         return None
     if head == "celery":
-        app = _option(argv, "-A", "--app")
+        app = option_value(argv, "-A", "--app")
         verb = next((a for a in argv[1:] if a in ("worker", "beat", "flower")), None)
         if verb == "worker":
             values: dict[str, Any] = {"celery": app}
-            queues = _option(argv, "-Q", "--queues")
+            queues = option_value(argv, "-Q", "--queues")
             if queues:
                 values["queues"] = [q for q in queues.split(",") if q]
-            concurrency = _option(argv, "-c", "--concurrency")
+            concurrency = option_value(argv, "-c", "--concurrency")
             if concurrency and concurrency.isdigit():
                 values["concurrency"] = int(concurrency)
-            pool = _option(argv, "-P", "--pool")
+            pool = option_value(argv, "-P", "--pool")
             if pool:
                 values["pool"] = pool
             return Recognised("worker", values)

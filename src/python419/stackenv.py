@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-PREFIX = "P419_STACK_"
 BROKER = "P419_STACK_BROKER"  # embedded | redis
 SUPERVISOR_PID = "P419_STACK_SUPERVISOR_PID"  # the orphan watchdog watches it (macOS)
 READY_FILE = "P419_STACK_READY_FILE"  # a worker writes its pid there on Celery's worker_ready
@@ -30,7 +29,3 @@ def stack_env_files(environ: Mapping[str, str]) -> list[Path]:
     if raw is None:
         return [Path(".env")]
     return [Path(p) for p in raw.split(os.pathsep) if p]
-
-
-def under_stack(environ: Mapping[str, str]) -> bool:
-    return BROKER in environ

@@ -173,22 +173,14 @@ def redis_ping(url: str, timeout: float) -> None:
         client.close()
 
 
-def redis_wants_password(url: str, timeout: float = 0.3) -> bool:
-    """A Redis answers on that address, but refuses us without (the right) password."""
+def redis_status(url: str, timeout: float = 0.3) -> Literal["answers", "wants-password", "down"]:
+    """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers."""
     try:
         redis_ping(url, timeout)
     except redis.AuthenticationError:
-        return True
+        return "wants-password"
     except redis.ResponseError as exc:
-        return "NOAUTH" in str(exc) or "WRONGPASS" in str(exc)
+        return "wants-password" if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else "down"
     except (redis.RedisError, OSError):
-        return False
-    return False
-
-
-def redis_answers(url: str, timeout: float) -> bool:
-    try:
-        redis_ping(url, timeout)
-    except (redis.RedisError, OSError):
-        return False
-    return True
+        return "down"
+    return "answers"

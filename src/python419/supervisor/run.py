@@ -18,9 +18,8 @@ import python419
 from python419.addresses import is_local_url, safe_url
 from python419.broker import (
     generated_password,
-    redis_answers,
     redis_binary,
-    redis_wants_password,
+    redis_status,
     with_password,
     write_private,
 )
@@ -67,8 +66,9 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
     platform, platform_note = plan_platform(settings, dry_run)
     mode = settings.broker_mode
     url = settings.broker_redis_url
-    answers = mode != "embedded" and redis_answers(url, timeout=0.3)
-    if mode != "embedded" and not answers and redis_wants_password(url):
+    status = "down" if mode == "embedded" else redis_status(url)
+    answers = status == "answers"
+    if status == "wants-password":
         raise UpError(
             f"the Redis at {safe_url(url)} requires a password: put it in REDIS_URL (redis://:PASSWORD@host:port/0)"
             "; for a Redis that p419 up started, it is in that data dir's redis/password"

@@ -349,7 +349,7 @@ def test_a_listener_that_raises_cannot_skip_the_stop_sequence(tmp_path: Path) ->
     with pytest.raises(SystemError, match="a printer bug"):
         manager.run()
     stops = [name for kind, name, _ in world.log if kind == "stop"]
-    assert stops == ["worker1", "worker2", "api", "redis"]
+    assert sorted(stops[:3]) == ["api", "worker1", "worker2"] and stops[3:] == ["redis"]
     assert len(world.of(ev.Exited)) == 4 and world.of(ev.Stopped)
 
 

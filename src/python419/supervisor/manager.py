@@ -1,5 +1,5 @@
 """The control loop of `p419 up`: start children in parallel, gate on readiness, restart with backoff,
-give up on a crash loop, stop in order. It only decides and emits events; printing is someone else's job.
+give up on a crash loop, stop in waves (the broker last). It only decides and emits events; printing is someone else's job.
 
 Time and processes are injected (clock, sleep, factory, probe), so every decision is testable with fakes.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from python419.launch import CONFIG_EXIT
 from python419.supervisor import events as ev
-from python419.supervisor.plan import STOP_ORDER, ChildSpec, Plan
+from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
 from python419.supervisor.process import Child
 from python419.supervisor.restart import Backoff
 
@@ -303,13 +303,13 @@ class Manager:
         began = self.clock()
         self._emit(ev.Stopping(reason))
         deadline = began + self.grace
-        for kind in STOP_ORDER:
-            group = [s for s in self.states.values() if s.spec.kind == kind and s.running]
+        for wave in STOP_WAVES:
+            group = [s for s in self.states.values() if s.spec.kind in wave and s.running]
             for state in group:
                 assert state.child is not None
                 state.child.stop()
-            # Workers may use up the grace on a task in flight; the API and Redis still get a moment to
-            # stop cleanly (Redis fsyncs its AOF on SIGTERM) rather than SIGKILL right after SIGTERM.
+            # Workers may use up the grace on a task in flight; Redis still gets a moment to stop cleanly (it
+            # fsyncs its AOF on SIGTERM) rather than SIGKILL right after SIGTERM.
             group_deadline = max(deadline, self.clock() + min(self.grace, MIN_GROUP_GRACE))
             while any(s.running for s in group) and self.clock() < group_deadline and not self._force:
                 self._wait(group_deadline, STOP_POLL)
@@ -318,7 +318,7 @@ class Manager:
             self._emit(ev.Stopping("second interrupt: killing now", force=True))
         # Whatever is left of each child's tree after the grace period (or a second Ctrl+C) is killed, and
         # every child is reported: the stop is not over until each one has been reaped.
-        killed = [s for kind in STOP_ORDER for s in self.states.values() if s.spec.kind == kind and s.running]
+        killed = [s for wave in STOP_WAVES for s in self.states.values() if s.spec.kind in wave and s.running]
         for state in self.states.values():
             if state.child is not None:
                 state.child.kill_tree()

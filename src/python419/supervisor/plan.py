@@ -32,8 +32,12 @@ from python419.settings import BrokerMode, Settings
 Kind = Literal["redis", "api", "worker", "beat", "flower"]
 ReadyKind = Literal["redis", "http", "tcp", "file"]
 
-# Stop order: workers finish their task first, then the API stops taking products, then the broker goes.
-STOP_ORDER: tuple[Kind, ...] = ("beat", "worker", "flower", "api", "redis")
+# Stop order, in waves: everything that uses the broker stops together (workers warmly: each finishes the task in
+# hand, publishing its result; the API finishes the requests in flight, whose products are in the outbox anyway),
+# then the broker, once they are all gone. Measured with scripts/bench --only stop: the old one-kind-at-a-time
+# order (worker, then API, then Redis) took 0.84 s from Ctrl+C to an empty tree, 2.1x honcho's 0.40 s, because
+# the API's 0.18 s stop came after the worker's 0.3 s instead of beside it.
+STOP_WAVES: tuple[tuple[Kind, ...], ...] = (("beat", "worker", "flower", "api"), ("redis",))
 FLOWER_PORT = 5555
 
 

@@ -1,0 +1,144 @@
+"""The launcher in front of every child: which command lines it starts itself, what it sets on the user's app."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from python419 import launch, stackenv
+from tests.conftest import clean_environ
+from tests.procs import RedisServer
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-A", "proj", "worker", "--pool=solo", "-Q", "a,b"], ["--pool=solo", "-Q", "a,b"]),
+        (["--app", "proj.celery:app", "worker"], []),
+        (["--app=proj", "worker", "-l", "info"], ["-l", "info"]),
+        (["-Aproj", "worker", "-c", "2"], ["-c", "2"]),
+        # anything else the `celery` group would act on: the whole celery program
+        (["-A", "proj", "-b", "redis://h/0", "worker"], None),
+        (["--workdir", "/tmp", "-A", "proj", "worker"], None),
+        (["worker"], None),
+        (["-A", "proj", "beat"], None),
+        (["-A", "proj", "inspect", "ping"], None),
+        # pools that monkey-patch the interpreter need celery's early patching; --detach re-executes celery
+        (["-A", "proj", "worker", "-P", "gevent"], None),
+        (["-A", "proj", "worker", "--pool=eventlet"], None),
+        (["-A", "proj", "worker", "--detach"], None),
+    ],
+)
+def test_which_celery_command_lines_the_launcher_starts_itself(
+    args: list[str], expected: list[str] | None
+) -> None:
+    assert launch.direct_worker_args(args) == expected
+
+
+def test_a_worker_on_redis_gets_a_short_brpop_unless_the_app_chose_one() -> None:
+    environ = {stackenv.BROKER: "redis"}
+    app = Celery("t", set_as_current=False)
+    app.conf.broker_transport_options = {"visibility_timeout": 60}
+    launch.configure_for_stack(app, environ, worker=True)
+    assert app.conf.broker_transport_options == {"visibility_timeout": 60, "polling_interval": 0.25}
+
+    chosen = Celery("t", set_as_current=False)
+    chosen.conf.broker_transport_options = {"polling_interval": 2}
+    launch.configure_for_stack(chosen, environ, worker=True)
+    assert chosen.conf.broker_transport_options == {"polling_interval": 2}
+
+    api_side = Celery("t", set_as_current=False)
+    launch.configure_for_stack(api_side, environ, worker=False)  # only the BRPOP loop of a worker needs it
+    assert not api_side.conf.broker_transport_options
+
+
+APP = """
+import sys
+from celery import Celery, bootsteps
+from celery.signals import worker_ready
+from click import Option
+
+app = Celery("direct", broker={url!r})
+app.conf.worker_hijack_root_logger = False
+app.user_options["worker"].add(Option(["--greeting"], default="none", help="an app's own worker option"))
+
+
+GOT = {{}}
+
+
+class Greeter(bootsteps.StartStopStep):
+    def __init__(self, parent, greeting="none", **options):
+        super().__init__(parent, **options)
+        GOT["greeting"], GOT["pool"] = greeting, parent.pool_cls.__name__
+
+
+app.steps["worker"].add(Greeter)
+
+
+@worker_ready.connect
+def report(**_):
+    with open({out!r}, "w") as f:
+        f.write(f"{{GOT['greeting']}} {{'celery.bin.celery' in sys.modules}} {{GOT['pool']}}")
+"""
+
+
+def test_the_launcher_runs_celerys_own_worker_command_with_the_apps_options(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """`-A app worker ...` starts Celery's worker command without the `celery` group (and its plugins) in front,
+    with the app's own worker options, and stops warmly on SIGTERM with Celery's exit status."""
+    out = tmp_path / "report.txt"
+    (tmp_path / "directapp.py").write_text(
+        APP.format(url=redis_server.url.rsplit("/", 1)[0] + "/9", out=str(out))
+    )
+    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
+    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "--greeting", "hello", "-n", "direct@%h"]
+    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert out.exists(), (tmp_path / "worker.log").read_text()
+        time.sleep(0.1)  # the report is written once; let it land
+        assert out.read_text() == "hello False TaskPool"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert "Warm shutdown" in (tmp_path / "worker.log").read_text()
+
+
+def test_an_unknown_worker_option_is_celerys_usage_error(redis_server: RedisServer, tmp_path: Path) -> None:
+    (tmp_path / "directapp.py").write_text(
+        APP.format(url=redis_server.url.rsplit("/", 1)[0] + "/9", out=str(tmp_path / "x"))
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "python419.launch",
+        "celery",
+        "-A",
+        "directapp",
+        "worker",
+        "--no-such-option",
+    ]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=clean_environ() | {"PYTHONUNBUFFERED": "1"}, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert (
+        "Usage: celery worker [OPTIONS]" in done.stderr and "No such option '--no-such-option'" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()  # never started

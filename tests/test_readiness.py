@@ -48,3 +48,30 @@ def test_http_is_ready_only_from_a_port_our_child_listens_on(tmp_path: Path, str
     finally:
         proc.kill()
         proc.wait()
+
+
+SERVER = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = {"/health?workers=false": 200, "/down": 503}.get(self.path, 404)
+        self.send_response(code)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_http_ready_means_an_answer_below_500_on_the_ready_path(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    assert not http_ready(f"{base}/health?workers=false", 1)  # nothing listens yet: no answer
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
+    try:
+        assert wait_until(lambda: http_ready(f"{base}/health?workers=false", proc.pid), 15)  # path and query
+        assert http_ready(f"{base}/missing", proc.pid)  # a 404 is an answer: the server is up
+        assert not http_ready(f"{base}/down", proc.pid)  # a 5xx is not
+    finally:
+        proc.kill()
+        proc.wait()

@@ -6,8 +6,6 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from kombu.utils.url import maybe_sanitize_url
-
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -55,6 +53,8 @@ def probe_host(host: str) -> str:
 
 def safe_url(url: str) -> str:
     """A URL fit for messages: the password masked (kombu's sanitizer). Never raises, even when malformed."""
+    from kombu.utils.url import maybe_sanitize_url  # kombu's package costs ~0.1 s to import: only when asked
+
     try:
         return str(maybe_sanitize_url(url))
     except ValueError:

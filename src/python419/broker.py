@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import redis
+from urllib.parse import urlsplit
 
 from python419 import stackenv
 from python419.addresses import safe_url
 from python419.platforms import Platform, find_redis_server
+from python419.ports import accepts
 from python419.settings import Settings
 
 BrokerKind = Literal["redis", "embedded"]
@@ -166,6 +166,8 @@ def broker_ping(target: BrokerTarget, timeout: float = 1.0) -> dict[str, Any]:
 
 def redis_ping(url: str, timeout: float) -> None:
     """PING on a short-lived connection. Raises redis.RedisError or OSError when nothing answers."""
+    import redis
+
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         client.ping()
@@ -174,7 +176,13 @@ def redis_ping(url: str, timeout: float) -> None:
 
 
 def redis_status(url: str, timeout: float = 0.3) -> Literal["answers", "wants-password", "down"]:
-    """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers."""
+    """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers.
+    A TCP port that refuses is "down" without importing redis-py (most `p419 up` runs start their own Redis)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss") and not accepts(parts.hostname or "localhost", parts.port or 6379):
+        return "down"
+    import redis
+
     try:
         redis_ping(url, timeout)
     except redis.AuthenticationError:

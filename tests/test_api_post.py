@@ -152,3 +152,32 @@ def test_a_write_told_not_to_wait_raises_write_busy_and_writes_nothing(tmp_path:
     assert store.list_products() == [(product, notification.id)]
     # the busy timeout is back for waiting writes on the same connection
     assert store._db().execute("PRAGMA busy_timeout").fetchone()[0] == 15000
+
+
+def test_a_chunked_body_declaring_a_small_length_is_still_limited(stack) -> None:
+    """A declared Content-Length skips the body counting, unless a Transfer-Encoding overrides it."""
+    import contextlib
+    import socket
+
+    port = int(stack.api_url.rsplit(":", 1)[1])
+    chunk = b"x" * 1024
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(200)) + b"0\r\n\r\n"
+    head = (
+        b"POST /products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+
+        def send() -> None:
+            with contextlib.suppress(OSError):  # the server answers and closes before reading it all
+                sock.sendall(head + body)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):  # the close after the answer, with data unread
+            while received := sock.recv(65536):
+                answer += received
+        sender.join(10)
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 413), answer[:500]

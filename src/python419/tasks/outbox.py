@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 500  # messages per Redis round trip at most (kombu flushes the pipeline at this size)
 # The relay waits this long after a row arrives, for more: under load fewer, larger batches.
-RELAY_LINGER = 0.005
+RELAY_LINGER = 0.01
 
 
 def publish(

@@ -395,8 +395,8 @@ def _begin_now(db: sqlite3.Connection) -> None:
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        code = getattr(exc, "sqlite_errorcode", None)  # from Python 3.11; before, the message says it
-        if code == SQLITE_BUSY or (code is None and "database is locked" in str(exc)):
+        code = getattr(exc, "sqlite_errorcode", None)  # from Python 3.11 (extended); before, the message
+        if (code is not None and code & 0xFF == SQLITE_BUSY) or (code is None and "locked" in str(exc)):
             raise WriteBusy from exc
         raise
     finally:

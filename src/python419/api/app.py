@@ -53,7 +53,8 @@ async def write(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     CPU per request before any publishing, as `async def` writing inline 0.6 ms (the insert itself takes
     0.06 ms; the rest was handing each request to a pool thread and 40 threads taking turns at the GIL:
     ~25 context switches per request, under 1 inline). Waiting for the lock (a worker writing, SQLite's
-    busy handler sleeping) must not stall the loop: such a write goes to the pool, where it may wait.
+    busy handler sleeping) must not stall the loop: such a write goes to the pool, where it may wait. (A commit
+    that fills the WAL to SQLite's autocheckpoint also checkpoints, on the loop: counted in the bench's p99.)
     """
     try:
         return call(*args, wait=False, **kwargs)

@@ -187,7 +187,11 @@ def test_broker_down_at_post_then_delivered_when_it_returns(
             started = time.monotonic()
             body = post_product(client, marker)
             assert time.monotonic() - started < 5, "POST must not hang on a dead broker"
-            assert body["notification"]["status"] == "pending"
+            # Committed, and handed to the API's outbox relay, whose publish fails: the row goes back to
+            # `pending` (no lease), for the workers' sweep once the broker is back.
+            assert body["notification"]["status"] == "queued"
+            row = wait_status(client, body["notification_id"], {"pending"}, timeout=15)
+            assert row["last_error"] is None and row["attempts"] == 0
             assert client.get("/health").status_code == 503
             own_redis.start()
             row = wait_status(client, body["notification_id"], {"sent", "failed"}, timeout=60)

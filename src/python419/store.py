@@ -30,6 +30,8 @@ from typing import Literal
 
 Status = Literal["pending", "queued", "sending", "sent", "dry-run", "failed"]
 FINAL_STATUSES = ("sent", "dry-run", "failed")
+BUSY_TIMEOUT_MS = 15000
+SQLITE_BUSY = 5  # (sqlite3.SQLITE_BUSY from Python 3.11)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -97,6 +99,10 @@ class IdempotencyConflict(Exception):
     """An Idempotency-Key already used for a request with another body."""
 
 
+class WriteBusy(Exception):
+    """A write asked not to wait found another writer holding the lock: nothing was written."""
+
+
 _inherited: list[sqlite3.Connection] = []  # connections a forked child must neither use nor close
 
 
@@ -125,7 +131,7 @@ class Store:
             _inherited.append(db)  # SQLite connections must not cross fork(); closing it here is unsafe too
         db = sqlite3.connect(self.path, timeout=15, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=15000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: see the module docstring
         local.db, local.pid = db, os.getpid()
         return db
@@ -135,18 +141,27 @@ class Store:
         yield self._db()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. `wait=False` raises WriteBusy at once instead of queueing behind another
+        writer, of this process or another (the API writes on its event loop when it need not wait)."""
         db = self._db()
         if self._lock_pid != os.getpid():
             self._write_lock, self._lock_pid = threading.Lock(), os.getpid()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
+        if not self._write_lock.acquire(blocking=wait):
+            raise WriteBusy
+        try:
+            if wait:
+                db.execute("BEGIN IMMEDIATE")
+            else:
+                _begin_now(db)
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+        finally:
+            self._write_lock.release()
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -162,16 +177,23 @@ class Store:
     # --- products ---------------------------------------------------------------------------
 
     def create_product(
-        self, name: str, price: float, description: str | None, *, queued_lease: float | None = None
+        self,
+        name: str,
+        price: float,
+        description: str | None,
+        *,
+        queued_lease: float | None = None,
+        wait: bool = True,
     ) -> tuple[Product, Notification]:
         """The product and its outbox row, in one transaction: never one without the other.
 
         The row gets its task id now, so the message can be published under it. With `queued_lease` the
         row is born `queued` (the caller publishes right after the commit, with no second write: see
         `Store.forget_lease` for a failed publish); if the caller dies before publishing, the sweep sends
-        it once the lease runs out. Without, it is `pending`, for the next sweep.
+        it once the lease runs out. Without, it is `pending`, for the next sweep. `wait=False`: WriteBusy
+        rather than waiting for another writer.
         """
-        with self._transaction() as db:
+        with self._transaction(wait=wait) as db:
             return self._insert(db, name, price, description, queued_lease)
 
     def create_product_once(
@@ -183,12 +205,13 @@ class Store:
         description: str | None,
         *,
         queued_lease: float | None = None,
+        wait: bool = True,
     ) -> tuple[Product, Notification, bool]:
         """`create_product` under an Idempotency-Key: the same key gives back the product it created the
         first time (third value True: a replay, nothing created). The key and the product are written in
         one transaction, so a client retrying after an API crash finds either both or neither. A key used
         with another body raises IdempotencyConflict."""
-        with self._transaction() as db:
+        with self._transaction(wait=wait) as db:
             row = db.execute(
                 "SELECT request_hash, product_id FROM idempotency_keys WHERE key = ?", (key,)
             ).fetchone()
@@ -364,6 +387,20 @@ class Store:
                 " ORDER BY created_at LIMIT 1"
             ).fetchone()
         return Notification(**dict(row)) if row else None
+
+
+def _begin_now(db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE without SQLite's busy handler (which sleeps up to 100 ms at a time): WriteBusy."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)  # from Python 3.11 (extended); before, the message
+        if (code is not None and code & 0xFF == SQLITE_BUSY) or (code is None and "locked" in str(exc)):
+            raise WriteBusy from exc
+        raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def new_task_id() -> str:

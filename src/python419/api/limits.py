@@ -16,10 +16,21 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
-            return
+        declared, chunked = None, False
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True  # it wins over a Content-Length (RFC 9112 6.3): the body may be longer
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._reject(send)
+                return
+            if not chunked:
+                # The server reads exactly the declared length as the body (h11): nothing to count, and no
+                # wrapper on every receive and send of the request (the POST path's common case).
+                await self.app(scope, receive, send)
+                return
         seen, started, rejected = 0, False, False
 
         async def counting_receive() -> dict[str, Any]:

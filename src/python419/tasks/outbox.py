@@ -128,7 +128,7 @@ class Relay:
                 batch = [self._rows.popleft() for _ in range(min(len(self._rows), PUBLISH_BATCH))]
                 try:
                     publish(self._store, self._settings, batch, self._queue)
-                except Exception:  # e.g. the database, for forget_lease: the lease hands the rows to the sweep
+                except Exception:  # the database, for forget_lease: the lease hands these rows to the sweep
                     log.exception("outbox relay failed to publish %d notification(s)", len(batch))
             if self._stopping:
                 return

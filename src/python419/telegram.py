@@ -8,6 +8,7 @@ URLs at INFO) is silenced.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import re
@@ -86,6 +87,16 @@ def classify(status_code: int, payload: dict[str, Any] | None) -> TelegramError 
     # 400 (chat not found, bad HTML), 401 (token rejected), 403 (bot blocked): sending again cannot help.
     return TelegramError(description, status_code, retryable=False)
 
+
+# What a failed request raises: httpx.HTTPError on the Client path, httpcore's own on the direct one.
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+)
 
 _deadline = threading.local()  # monotonic time by which the current thread's request must be over
 
@@ -167,7 +178,24 @@ class TelegramClient:
         self._token = token
         self._base = f"{api_url.rstrip('/')}/bot{token}"
         self._timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=_DeadlineTransport())
+        transport = _DeadlineTransport()
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        # The POST goes straight to httpx's own httpcore pool (the same pool, network backend and
+        # deadline): httpx.Client's layers around it (URL merging, auth, redirects, cookies, event hooks,
+        # Response wrapping) cost 0.2-0.3 ms of CPU per message, a solo worker's largest item after Celery
+        # (issue 11: CPU 0.37 ms vs 0.55-0.69 ms per POST, measured on a kept connection). Only when no
+        # proxy is mounted for the URL (HTTPS_PROXY and friends, honoured by httpx.Client): then the
+        # Client path is taken, as before.
+        url = httpx.URL(self._base)
+        direct = self._http._transport_for_url(url) is transport
+        self._pool: httpcore.ConnectionPool | None = transport._pool if direct else None
+        self._headers = [
+            (b"Host", url.netloc),
+            (b"User-Agent", b"python419"),
+            (b"Accept", b"application/json"),
+            (b"Content-Type", b"application/json"),
+        ]
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
     def close(self) -> None:
         self._http.close()
@@ -180,21 +208,31 @@ class TelegramClient:
 
     def _call(self, method: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         _deadline.at = time.monotonic() + self._timeout
+        url = f"{self._base}/{method}"
         try:
-            response = self._http.post(f"{self._base}/{method}", json=payload or {})
-        except httpx.HTTPError as exc:
+            if self._pool is not None:
+                content = json.dumps(payload or {}).encode()
+                headers = [*self._headers, (b"Content-Length", str(len(content)).encode())]
+                answer = self._pool.request(
+                    "POST", url, headers=headers, content=content, extensions={"timeout": self._timeouts}
+                )
+                status, raw = answer.status, answer.content
+            else:
+                response = self._http.post(url, json=payload or {})
+                status, raw = response.status_code, response.content
+        except _NETWORK_ERRORS as exc:
             # Connection errors, timeouts, a dropped connection: transient by nature.
             reason = redact(str(exc) or type(exc).__name__, self._token)
             raise TelegramError(f"network error: {type(exc).__name__}: {reason}", retryable=True) from None
         finally:
             _deadline.at = None
         try:
-            body = response.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
         if not isinstance(body, dict):
             body = None
-        error = classify(response.status_code, body)
+        error = classify(status, body)
         if error is not None:
             raise TelegramError(
                 redact(error.description, self._token), error.status_code, error.retryable, error.retry_after

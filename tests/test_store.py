@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from python419 import store as store_module
 from python419.store import Store
+
+
+@pytest.fixture(autouse=True, params=["returning", "pre-3.35"])
+def claim_statement(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule holds with both ways of claiming: UPDATE ... RETURNING (SQLite 3.35+) and the
+    transaction older SQLite (RHEL 9's 3.34) gets."""
+    if request.param == "returning" and sqlite3.sqlite_version_info < (3, 35, 0):
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} has no RETURNING")
+    monkeypatch.setattr(store_module, "RETURNING", request.param == "returning")
 
 
 class Clock:

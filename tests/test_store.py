@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from python419 import store as store_module
 from python419.store import Store
+
+
+@pytest.fixture(autouse=True, params=["returning", "pre-3.35"])
+def claim_statement(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule holds with both ways of claiming: UPDATE ... RETURNING (SQLite 3.35+) and the
+    transaction older SQLite (RHEL 9's 3.34) gets."""
+    if request.param == "returning" and sqlite3.sqlite_version_info < (3, 35, 0):
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} has no RETURNING")
+    monkeypatch.setattr(store_module, "RETURNING", request.param == "returning")
 
 
 class Clock:
@@ -219,3 +234,57 @@ def test_queue_name_follows_the_database_file(tmp_path: Path) -> None:
     upper = load_settings(P419_DATA_DIR=str(tmp_path / "A"), P419_PLATFORM="windows")
     lower = load_settings(P419_DATA_DIR=str(tmp_path / "a"), P419_PLATFORM="windows")
     assert queue_name(upper) == queue_name(lower)
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another process's writer, as far as SQLite can tell: its own connection holding the write lock."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+def busy_timeout(store: Store) -> int:
+    return int(store._db().execute("PRAGMA busy_timeout").fetchone()[0])
+
+
+def test_worker_writes_wait_for_another_writer_then_go_through(tmp_path: Path) -> None:
+    """claim/finish try again every millisecond (not on SQLite's 1..100 ms sleeps) while another process
+    holds the write lock, and then go through; the connection keeps its 15 s busy timeout afterwards."""
+    store, _ = make(tmp_path)
+    _, n = store.create_product("p", 1.0, None, queued_lease=30)
+    holder = _hold_write_lock(tmp_path / "db.sqlite", 0.3)
+    claim = store.claim(n.id, str(n.task_id), 30)
+    holder.join()
+    assert claim.granted and claim.notification is not None and claim.notification.status == "sending"
+    holder = _hold_write_lock(tmp_path / "db.sqlite", 0.3)
+    store.finish(n.id, str(n.task_id), "sent")
+    holder.join()
+    final = store.get_notification(n.id)
+    assert final is not None and final.status == "sent"
+    assert busy_timeout(store) == 15000
+
+
+def test_worker_writes_give_up_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = make(tmp_path)
+    _, n = store.create_product("p", 1.0, None, queued_lease=30)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
+    holder = _hold_write_lock(tmp_path / "db.sqlite", 0.6)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.finish(n.id, str(n.task_id), "sent")
+    finally:
+        holder.join()
+    assert busy_timeout(store) == 100  # the connection's own timeout, restored (0.1 s here)
+    row = store.get_notification(n.id)
+    assert row is not None and row.status == "queued", "nothing written while the lock was held"

@@ -81,6 +81,16 @@ class Greeter(bootsteps.StartStopStep):
 app.steps["worker"].add(Greeter)
 
 
+@app.task(name="slow")
+def slow(path):
+    import time
+    with open(path + ".started", "w"):
+        pass
+    time.sleep(1.5)
+    with open(path, "w") as f:
+        f.write("done")
+
+
 @worker_ready.connect
 def report(**_):
     with open({out!r}, "w") as f:
@@ -142,3 +152,38 @@ def test_an_unknown_worker_option_is_celerys_usage_error(redis_server: RedisServ
     )
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()  # never started
+
+
+def test_sigterm_mid_task_lets_the_task_finish_and_an_idle_worker_stop_at_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The launcher's quick stop when idle must not cut a task short: Celery's warm shutdown finishes it."""
+    broker = redis_server.url.rsplit("/", 1)[0] + "/10"
+    ready = tmp_path / "report.txt"
+    (tmp_path / "directapp.py").write_text(APP.format(url=broker, out=str(ready)))
+    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
+    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "-n", "slow@%h"]
+    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    result = tmp_path / "task-result"
+    client = Celery("t", broker=broker, set_as_current=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), (tmp_path / "worker.log").read_text()
+        client.send_task("slow", args=[str(result)])
+        started = Path(str(result) + ".started")
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started.exists(), (tmp_path / "worker.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert result.read_text() == "done"  # finished, not cut short
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()

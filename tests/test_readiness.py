@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from python419.supervisor.readiness import http_ready, redis_owned_by
 from tests.procs import RedisServer, free_port, wait_until
@@ -75,3 +76,21 @@ def test_http_ready_means_an_answer_below_500_on_the_ready_path(tmp_path: Path) 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_redis_shutdown_stops_a_redis_we_may_ask_and_leaves_others(tmp_path: Path) -> None:
+    from python419.broker import redis_shutdown
+
+    server = RedisServer(free_port(), tmp_path).start()
+    try:
+        assert server.proc is not None
+        wrong = server.url.replace("redis://", "redis://:not-the-password@")
+        server_client = redis.Redis.from_url(server.url)
+        server_client.config_set("requirepass", "sesame")
+        assert not redis_shutdown(wrong)  # refused: the caller falls back to the signal
+        assert server.proc.popen.poll() is None
+        assert redis_shutdown(server.url.replace("redis://", "redis://:sesame@"))
+        assert server.proc.popen.wait(timeout=10) == 0
+        assert not redis_shutdown(server.url)  # nothing there any more
+    finally:
+        server.stop()

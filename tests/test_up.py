@@ -133,6 +133,8 @@ def test_up_on_redis_delivers_and_ctrl_c_leaves_nothing(up_factory, telegram: Fa
     out = up.output()
     # the API and the worker stop together (the worker warmly), the broker once both are gone
     assert max(out.index("worker1 stopped"), out.index("api stopped")) < out.index("redis stopped")
+    # Redis was asked to SHUTDOWN (at once) rather than signalled (acted on at its next cron tick)
+    assert "Received SIGTERM" not in out and "Redis is now ready to exit" in out
     assert "exit code" not in out, "a child that stopped on our SIGTERM stopped cleanly"
     assert "p419    | stopped in " in out
     logs = Path(up.env["P419_DATA_DIR"]) / "logs"

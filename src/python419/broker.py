@@ -175,6 +175,27 @@ def redis_ping(url: str, timeout: float) -> None:
         client.close()
 
 
+def redis_shutdown(url: str, timeout: float = 1.0) -> bool:
+    """Ask the Redis at `url` to SHUTDOWN (it fsyncs its AOF and saves, as on SIGTERM). True once it has closed
+    the connection on us: it is exiting. Redis acts on SIGTERM only on its next cron tick (hz 10: measured
+    0.09-0.10 s from the signal to exit, 6 runs), on the command at once (0.003 s)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        client.ping()  # refused here, not below: redis-py counts a failed AUTH as a ConnectionError, and
+        client.shutdown()  # shutdown() takes any ConnectionError for the server closing the connection
+    except (redis.RedisError, OSError):
+        return False  # refused (a password we lack, SHUTDOWN renamed away) or not there: use the signal
+    finally:
+        client.close()
+    return True
+
+
 def redis_status(url: str, timeout: float = 0.3) -> Literal["answers", "wants-password", "down"]:
     """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers.
     A TCP port that refuses is "down" without importing redis-py (most `p419 up` runs start their own Redis)."""

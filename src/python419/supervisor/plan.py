@@ -74,6 +74,7 @@ class ChildSpec:
     cwd: Path | None = None
     ready: Readiness | None = None
     stop_file: Path | None = None  # a warm stop without a console (the launcher watches it)
+    shutdown_url: str | None = None  # a Redis we started: stopped by its SHUTDOWN command, then the signal
     group: str | None = None  # the worker group
 
     @property
@@ -269,7 +270,9 @@ def build_plan(
         if orphan_guard(platform) == "watchdog":
             # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
             argv = [python, "-m", "python419.supervisor.guard", *argv]
-        children.append(ChildSpec("redis", "redis", argv, ready=Readiness("redis", target.url)))
+        children.append(
+            ChildSpec("redis", "redis", argv, ready=Readiness("redis", target.url), shutdown_url=target.url)
+        )
 
     api_url = http_url(settings.api_host, settings.api_port)
     ready_url = http_url(probe_host(settings.api_host), settings.api_port) + project.ready_path

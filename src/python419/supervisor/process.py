@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
+from python419.broker import redis_shutdown
 from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec, Plan
 
@@ -51,11 +52,14 @@ class OsChild:
             pass
 
     def stop(self) -> None:
-        """Ask for a warm shutdown the way the plan says: SIGTERM on POSIX; on Windows the stop file (works
-        without a shared console) and CTRL_BREAK_EVENT to the child's process group."""
+        """Ask for a warm shutdown the way the plan says: a Redis we started gets its SHUTDOWN command; others
+        SIGTERM on POSIX, and on Windows the stop file (works without a shared console) and CTRL_BREAK_EVENT
+        to the child's process group."""
         self.remember_descendants()
         if self.popen.poll() is not None:
             return
+        if self.spec.shutdown_url is not None and redis_shutdown(self.spec.shutdown_url):
+            return  # on every OS, and 0.1 s sooner than its SIGTERM
         if self.spec.stop_file is not None:
             with contextlib.suppress(OSError):
                 self.spec.stop_file.touch()

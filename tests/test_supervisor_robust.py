@@ -815,3 +815,24 @@ def test_up_on_a_disk_that_fills_up_keeps_running_and_stops_cleanly(piped_up, tm
     finally:
         filling.set()
         subprocess.run(["umount", "-l", str(data)], check=False, capture_output=True)
+
+
+def test_the_end_of_a_childs_output_wakes_the_manager_once_it_has_exited() -> None:
+    """The pump relays every line, then, once the child has exited, the wake-up item: the manager's wait
+    returns at once and its poll sees the exit status (no 50 ms poll to notice it)."""
+    from python419.supervisor.process import WAKE, _pump
+
+    popen = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"], stdout=subprocess.PIPE
+    )
+    got: list[tuple[str, str]] = []
+    codes: list[int | None] = []
+
+    def sink(name: str, line: str) -> None:
+        got.append((name, line))
+        if (name, line) == WAKE:
+            codes.append(popen.poll())
+
+    _pump("api", popen, sink)
+    assert got == [("api", "last words"), WAKE]
+    assert codes == [3]

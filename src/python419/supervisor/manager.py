@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from python419.launch import CONFIG_EXIT
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
-from python419.supervisor.process import Child
+from python419.supervisor.process import WAKE, Child
 from python419.supervisor.restart import Backoff
 
 TAIL_LINES = 15
@@ -32,7 +32,6 @@ IDLE_POLL = 0.25  # longest wait when nothing is due: 4 wake-ups a second once t
 STOP_POLL = 0.05  # while stopping, exits are expected any moment: notice them quickly
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to hand back each child's exit status
 MIN_WAIT = 0.001
-WAKE = ("", "")  # put on the line queue by request_stop so a blocked wait returns at once
 
 # Exit statuses of a child that stopped because we asked it to: 0, or death by our SIGTERM (uvicorn re-raises
 # SIGTERM after its graceful shutdown, so a clean API stop is -15; through a shell or the guard, 128+15), or

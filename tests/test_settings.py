@@ -118,3 +118,20 @@ def test_importing_makes_no_app_and_reads_no_settings(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == "python419", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "change", "expected"),
+    [
+        # a Redis p419 starts gets a generated password, percent-encoded, any old credentials replaced
+        ("redis://127.0.0.1:6379/0", {"password": "p@ss/w"}, "redis://:p%40ss%2Fw@127.0.0.1:6379/0"),
+        ("redis://user:old@localhost:6380/1", {"password": "new"}, "redis://:new@localhost:6380/1"),
+        # p419 init points a compose service name at loopback, keeping credentials, port and database
+        ("redis://user:pw@redis:6379/2", {"host": "127.0.0.1"}, "redis://user:pw@127.0.0.1:6379/2"),
+        ("redis://redis/0", {"host": "127.0.0.1"}, "redis://127.0.0.1/0"),
+    ],
+)
+def test_with_parts_rebuilds_only_what_it_is_asked_to(url: str, change: dict, expected: str) -> None:
+    from python419.addresses import with_parts
+
+    assert with_parts(url, **change) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -61,10 +61,13 @@ def safe_url(url: str) -> str:
         return re.sub(r"://[^@/]*@", "://***@", url)
 
 
-def with_host(url: str, host: str) -> str:
-    """The same URL pointed at another host (port, credentials and path kept)."""
+def with_parts(url: str, *, host: str | None = None, password: str | None = None) -> str:
+    """The same URL pointed at another host (its port kept) and/or with another password (percent-encoded,
+    no user name); scheme, path and the rest unchanged."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{userinfo}{at}{host}{port}").geturl()
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if password is not None:
+        userinfo, at = f":{quote(password, safe='')}", "@"
+    if host is not None:
+        hostport = host + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=f"{userinfo}{at}{hostport}").geturl()

@@ -133,14 +133,6 @@ def write_private(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def with_password(url: str, password: str) -> str:
-    from urllib.parse import quote, urlsplit
-
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f":{quote(password, safe='')}@{host}").geturl()
-
-
 def is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from python419.addresses import with_host
+from python419.addresses import with_parts
 from python419.launch import option_value
 from python419.project import CONFIG_FILE, PYPROJECT, ProjectError, find_config, parse_config
 
@@ -102,7 +102,7 @@ def loopback_urls(value: str, services: set[str]) -> str:
         host = urlsplit(value).hostname
     except ValueError:
         return value
-    return with_host(value, "127.0.0.1") if host in services else value
+    return with_parts(value, host="127.0.0.1") if host in services else value
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:

@@ -15,12 +15,11 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 import python419
-from python419.addresses import is_local_url, safe_url
+from python419.addresses import is_local_url, safe_url, with_parts
 from python419.broker import (
     generated_password,
     redis_binary,
     redis_status,
-    with_password,
     write_private,
 )
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
@@ -83,7 +82,7 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
         if broker.kind == "start-redis" and not urlsplit(url).password and not dry_run:
             # A Redis we start gets a password (issue 12: any local process could queue the task directly).
             settings = settings.model_copy(
-                update={"broker": with_password(url, generated_password(settings.redis_dir))}
+                update={"broker": with_parts(url, password=generated_password(settings.redis_dir))}
             )
         plan = build_plan(
             project,

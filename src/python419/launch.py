@@ -254,6 +254,10 @@ def prepare(argv: list[str], environ: Mapping[str, str]) -> Any:
     return app
 
 
+def _stopped_as_asked(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def hand_over(argv: list[str], app: Any = None) -> None:
     program, args = argv[0], argv[1:]
     direct = direct_worker_args(args) if program == "celery" and app is not None else None
@@ -266,6 +270,12 @@ def hand_over(argv: list[str], app: Any = None) -> None:
         celery_main()
     elif program == "uvicorn":
         from uvicorn.main import main as uvicorn_main
+
+        from python419.platforms import detect_platform, sigterm_ends_cleanly
+
+        if sigterm_ends_cleanly(detect_platform()):
+            # uvicorn puts this handler back after its shutdown, then raises the SIGTERM again: exit 0.
+            signal.signal(signal.SIGTERM, _stopped_as_asked)
 
         uvicorn_main.main(args=args, prog_name="uvicorn")
     else:

@@ -112,6 +112,14 @@ def stop_method(platform: Platform) -> StopMethod:
     return StopMethod("signal", int(signal.SIGTERM))
 
 
+def sigterm_ends_cleanly(platform: Platform) -> bool:
+    """Must the launcher turn a SIGTERM into a clean exit? On Windows, yes: uvicorn re-raises the signal that
+    stopped it once its graceful shutdown is over, and a raised SIGTERM without a handler makes the C runtime
+    end the process with exit code 3, uvicorn's own code for a failed start-up (the Wine lane: "api stopped
+    with exit code 3" after every clean stop). On POSIX the process dies of the signal, which says the same."""
+    return platform == "windows"
+
+
 def orphan_guard(platform: Platform) -> Literal["job-object", "pdeathsig", "watchdog"]:
     """How children die with a supervisor that was killed hard."""
     return {"windows": "job-object", "linux": "pdeathsig", "macos": "watchdog"}[platform]  # type: ignore[return-value]

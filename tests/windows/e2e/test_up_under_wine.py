@@ -210,6 +210,8 @@ def test_up_delivers_shows_status_and_goes_down(wine_up, telegram: FakeTelegram)
     assert up.proc.wait(30) == 0, up.output()[-3000:]
     assert wait_until(lambda: not alive(kids), 20), alive(kids)
     assert "Traceback" not in up.output(), up.output()
+    # a clean stop, said so: uvicorn re-raising its SIGTERM used to end the API with exit code 3 on Windows
+    assert re.search(r"^p419\s+\| api stopped$", up.output(), re.M), up.output()[-3000:]
 
 
 def test_supervisor_killed_hard_leaves_no_child(wine_up) -> None:

@@ -267,3 +267,46 @@ def test_what_ctrl_break_does_here() -> None:
             assert outcome == "delivered"
     finally:
         child.kill()
+
+
+TINY_ASGI = """
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def test_uvicorn_behind_the_launcher_exits_0_after_a_warm_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """uvicorn re-raises the SIGTERM that stopped it once its graceful shutdown is over; without a handler the
+    C runtime ends the process with exit code 3 (uvicorn's code for a failed start-up). The launcher makes
+    the stop it was asked for (here through the stop file, which needs no console) end with 0."""
+    import socket
+    import urllib.request
+
+    (tmp_path / "tinyasgi.py").write_text(TINY_ASGI)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop_file = tmp_path / "api.stop"
+    env = {**os.environ, "P419_STACK_STOP_FILE": str(stop_file), "PYTHONPATH": str(tmp_path)}
+    argv = [sys.executable, "-m", "python419.launch", "uvicorn", "tinyasgi:app", "--port", str(port)]
+    child = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+                    assert answer.read() == b"ok"
+                break
+            except OSError:
+                assert child.poll() is None and time.monotonic() < deadline, "uvicorn never answered"
+                time.sleep(0.2)
+        stop_file.touch()
+        code = child.wait(60)
+        output = child.stdout.read().decode(errors="replace") if child.stdout else ""
+        assert "Finished server process" in output, output
+        assert code == 0, output
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -50,6 +50,10 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs([parent], timeout=5)
 
 
+def all_gone(procs: list[psutil.Process]) -> bool:
+    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
 @dataclass
 class Proc:
     name: str

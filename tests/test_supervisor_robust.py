@@ -33,9 +33,9 @@ from python419.supervisor.orphans import pdeathsig_for
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe
 from python419.supervisor.state import UpLock, lock_method, read_state
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
-from tests.procs import free_port, wait_until
+from tests.procs import all_gone, free_port, kill_tree, wait_until
 from tests.test_supervisor_unit import FakeChild, World
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -389,19 +389,10 @@ class PipedUp:
     ) -> None:
         self.data_dir = data_dir or tmp_path / "data"
         self.api_port = free_port()
-        self.env = {
-            **clean_environ(),
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "P419_API_PORT": str(self.api_port),
-            "P419_DATA_DIR": str(self.data_dir),
-            "TELEGRAM_BOT_TOKEN": telegram.token,
-            "TELEGRAM_CHAT_ID": telegram.chat_id,
-            "TELEGRAM_API_URL": telegram.url,
-            "P419_SWEEP_INTERVAL": "0.5",
-            "P419_LEASE_SECONDS": "3",
-            "TELEGRAM_TIMEOUT": "0.9",
-            **env,
-        }
+        redis_url = f"redis://127.0.0.1:{free_port()}/0"
+        self.env = stack_env(
+            redis_url, self.data_dir, telegram, **{"P419_API_PORT": str(self.api_port), **env}
+        )
         self.stderr = tmp_path / f"up-{self.api_port}.stderr"  # one per up: two may run in one test
         with self.stderr.open("wb") as handle:
             self.proc = subprocess.Popen(
@@ -443,16 +434,8 @@ class PipedUp:
 
     def cleanup(self) -> None:
         if self.proc.poll() is None:
-            kids = self.descendants()
-            self.proc.kill()
-            for kid in kids:
-                with contextlib.suppress(psutil.Error):
-                    kid.kill()
+            kill_tree(self.proc.pid)
         self.proc.wait(10)
-
-
-def all_gone(procs: list[psutil.Process]) -> bool:
-    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import clean_environ
+from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
-from tests.procs import RedisServer, free_port, wait_until
+from tests.procs import RedisServer, all_gone, free_port, kill_tree, wait_until
 
 
 class Up:
@@ -28,19 +28,10 @@ class Up:
     def __init__(self, tmp_path: Path, telegram: FakeTelegram, *args: str, **env: str) -> None:
         self.tmp_path = tmp_path
         self.api_port = free_port()
-        self.env = {
-            **clean_environ(),
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "P419_API_PORT": str(self.api_port),
-            "P419_DATA_DIR": str(tmp_path / "data"),
-            "TELEGRAM_BOT_TOKEN": telegram.token,
-            "TELEGRAM_CHAT_ID": telegram.chat_id,
-            "TELEGRAM_API_URL": telegram.url,
-            "P419_SWEEP_INTERVAL": "0.5",
-            "P419_LEASE_SECONDS": "3",
-            "TELEGRAM_TIMEOUT": "0.9",
-            **env,
-        }
+        redis_url = f"redis://127.0.0.1:{free_port()}/0"
+        self.env = stack_env(
+            redis_url, tmp_path / "data", telegram, **{"P419_API_PORT": str(self.api_port), **env}
+        )
         self.log = tmp_path / "up.log"
         with self.log.open("wb") as handle:
             self.proc = subprocess.Popen(
@@ -96,10 +87,6 @@ class Up:
         return marker
 
 
-def all_gone(procs: list[psutil.Process]) -> bool:
-    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-
 @pytest.fixture
 def up_factory(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
     started: list[Up] = []
@@ -111,10 +98,7 @@ def up_factory(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
     yield make
     for up in started:  # never leave a stack behind, even when a test failed
         if up.proc.poll() is None:
-            kids = up.descendants()
-            up.proc.kill()
-            for kid in kids:
-                kid.kill() if kid.is_running() else None
+            kill_tree(up.proc.pid)
 
 
 def test_up_on_redis_delivers_and_ctrl_c_leaves_nothing(up_factory, telegram: FakeTelegram) -> None:

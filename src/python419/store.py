@@ -167,17 +167,14 @@ class Store:
         worker, 0.2 s of waits per 160 products). (SQLite's busy handler cannot be replaced from Python.)"""
         db = self._db()
         deadline = time.monotonic() + BUSY_TIMEOUT
-        db.execute("PRAGMA busy_timeout=1")  # the handler's first step: one 1 ms sleep, then SQLITE_BUSY
-        try:
-            with self._writer_lock():
-                while True:
-                    try:
-                        return db.execute(sql, params).fetchall()  # stepped to its end: committed
-                    except sqlite3.OperationalError as exc:
-                        if not _is_busy(exc) or time.monotonic() >= deadline:
-                            raise
-        finally:
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # busy timeout 1: the handler's first step, one 1 ms sleep, then SQLITE_BUSY
+        with _busy_timeout(db, 1), self._writer_lock():
+            while True:
+                try:
+                    return db.execute(sql, params).fetchall()  # stepped to its end: committed
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        raise
 
     def _writer_lock(self) -> threading.Lock:
         if self._lock_pid != os.getpid():
@@ -436,17 +433,25 @@ class Store:
         return Notification(**dict(row)) if row else None
 
 
+@contextmanager
+def _busy_timeout(db: sqlite3.Connection, milliseconds: int) -> Iterator[None]:
+    """The connection's busy timeout for a block, then its own (BUSY_TIMEOUT) again."""
+    db.execute(f"PRAGMA busy_timeout={milliseconds}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
 def _begin_now(db: sqlite3.Connection) -> None:
     """BEGIN IMMEDIATE without SQLite's busy handler (which sleeps up to 100 ms at a time): WriteBusy."""
-    db.execute("PRAGMA busy_timeout=0")
     try:
-        db.execute("BEGIN IMMEDIATE")
+        with _busy_timeout(db, 0):
+            db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if _is_busy(exc):
             raise WriteBusy from exc
         raise
-    finally:
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def new_task_id() -> str:

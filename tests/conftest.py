@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.fake_telegram import FakeTelegram
 from tests.procs import RedisServer, Stack, free_port
+
+if TYPE_CHECKING:
+    from tests.user_stacks import UserStack
 
 TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopqrstu"
 CHAT_ID = "4242"
@@ -94,3 +98,12 @@ def make_stack(
     yield make
     for s in made:
         s.stop()
+
+
+@pytest.fixture
+def user_stacks() -> Iterator[list[UserStack]]:
+    """`p419 up` stacks a test started (tests/user_stacks.py): killed at the end, even when the test failed."""
+    started: list[UserStack] = []
+    yield started
+    for stack in started:
+        stack.kill()

@@ -54,6 +54,34 @@ def all_gone(procs: list[psutil.Process]) -> bool:
     return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+def kill_all(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+# A stand-in supervisor: starts python419's guard around a command, prints the command's pid and the guard's,
+# then waits to be killed (the guard's watchdog must then take the command down).
+GUARDED = """
+import subprocess, sys, time, psutil
+guard = subprocess.Popen([sys.executable, "-m", "python419.supervisor.guard", *sys.argv[1:]])
+while not psutil.Process(guard.pid).children():
+    time.sleep(0.05)
+print(psutil.Process(guard.pid).children()[0].pid, guard.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def guarded_by_a_stand_in(command: list[str]) -> tuple[subprocess.Popen[str], int, int]:
+    """The stand-in supervisor running `command` under the guard, the command's pid and the guard's."""
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", GUARDED, *command], stdout=subprocess.PIPE, text=True
+    )
+    assert supervisor.stdout is not None
+    command_pid, guard_pid = map(int, supervisor.stdout.readline().split())
+    return supervisor, command_pid, guard_pid
+
+
 @dataclass
 class Proc:
     name: str

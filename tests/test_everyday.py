@@ -7,25 +7,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import clean_environ
 from tests.procs import RedisServer, free_port, wait_until
 from tests.user_stacks import UserStack as Up
 from tests.user_stacks import copy_project
-
-
-@pytest.fixture
-def ups() -> Iterator[list[Up]]:
-    started: list[Up] = []
-    yield started
-    for up in started:  # never leave a stack behind, even when a test failed
-        up.kill()
-
 
 FLAT = 'app_dir = "project"\napi = "main:app"\ncelery = "worker.celery"\nreload = true\n'
 FACTORY_GROUPS = """api = "main:app"
@@ -49,11 +38,13 @@ def post_task(up: Up, kind: int) -> str:
     return httpx.post(f"{up.url}/tasks", json={"type": kind}, timeout=10).json()["task_id"]
 
 
-def test_reload_restarts_the_worker_warmly_and_a_syntax_error_waits_for_the_fix(tmp_path: Path, ups) -> None:
+def test_reload_restarts_the_worker_warmly_and_a_syntax_error_waits_for_the_fix(
+    tmp_path: Path, user_stacks
+) -> None:
     root = copy_project(tmp_path, "flat", FLAT)
     worker = root / "project" / "worker.py"
     up = Up(root, "--pool", "solo")
-    ups.append(up)
+    user_stacks.append(up)
     up.wait_ready()
     pid_before = up.children()["worker1"]["pid"]
     # A task in progress (3 s) when the code changes: it must finish, not be killed.
@@ -87,10 +78,10 @@ def test_reload_restarts_the_worker_warmly_and_a_syntax_error_waits_for_the_fix(
     up.stop_and_check_nothing_left()
 
 
-def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, ups) -> None:
+def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, user_stacks) -> None:
     root = copy_project(tmp_path, "factory", FACTORY_GROUPS)
     up = Up(root)
-    ups.append(up)
+    user_stacks.append(up)
     up.wait_ready()
     # Each task lands on its group's queue.
     urgent = httpx.post(f"{up.url}/urgent/2").json()["task_id"]
@@ -125,29 +116,29 @@ def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, ups)
         "beat",
         REDIS_URL=up.env["REDIS_URL"],
     )
-    ups.append(without)
+    user_stacks.append(without)
     assert without.proc.wait(60) == 1 and "requires a password" in without.output(), without.output()
     env = {"REDIS_URL": url, "P419_DATA_DIR": str(tmp_path / "second-data")}
     second = Up(other, "--only", "beat", **env)
-    ups.append(second)
+    user_stacks.append(second)
     assert second.proc.wait(60) == 2, second.output()
     assert "another celery beat for this broker is alive" in second.output()
     up.stop_and_check_nothing_left()
 
 
-def test_only_workers_joins_a_stack_from_another_data_dir(tmp_path: Path, ups) -> None:
+def test_only_workers_joins_a_stack_from_another_data_dir(tmp_path: Path, user_stacks) -> None:
     (tmp_path / "redis").mkdir()
     redis_server = RedisServer(free_port(), tmp_path / "redis").start()
     try:
         url = redis_server.url
         root = copy_project(tmp_path, "flat", FLAT.replace("reload = true\n", ""))
         api_only = Up(root, "--only", "api", REDIS_URL=url, P419_DATA_DIR=str(tmp_path / "host-a"))
-        ups.append(api_only)
+        user_stacks.append(api_only)
         api_only.wait_ready()
         assert "worker1" not in api_only.children()
         second = copy_project(tmp_path / "host-b", "flat", FLAT.replace("reload = true\n", ""))
         workers = Up(second, "--only", "workers", REDIS_URL=url, P419_DATA_DIR=str(tmp_path / "host-b-data"))
-        ups.append(workers)
+        user_stacks.append(workers)
         workers.wait_ready()
         task = post_task(api_only, 1)
         assert api_only.result(f"/tasks/{task}", lambda b: b["task_status"] == "SUCCESS")
@@ -167,11 +158,11 @@ def test_only_workers_joins_a_stack_from_another_data_dir(tmp_path: Path, ups) -
         redis_server.stop()
 
 
-def test_flower_sees_the_workers_tasks_and_keeps_them_across_a_restart(tmp_path: Path, ups) -> None:
+def test_flower_sees_the_workers_tasks_and_keeps_them_across_a_restart(tmp_path: Path, user_stacks) -> None:
     root = copy_project(tmp_path, "flat", FLAT.replace("reload = true\n", "flower = true\n"))
     env = {"FLOWER_UNAUTHENTICATED_API": "true"}  # Flower's JSON API, for this test to read
     up = Up(root, "--broker", "embedded", "--pool", "solo", **env)
-    ups.append(up)
+    user_stacks.append(up)
     up.wait_ready()
     assert re.search(r"^worker1: .* -E", up.p419("up", "--dry-run", "--broker", "embedded").stdout, re.M)
     task = post_task(up, 1)
@@ -184,7 +175,7 @@ def test_flower_sees_the_workers_tasks_and_keeps_them_across_a_restart(tmp_path:
     assert wait_until(flower_knows, 20), up.output()[-3000:]
     up.stop_and_check_nothing_left()
     again = Up(root, "--broker", "embedded", "--pool", "solo", **env)
-    ups.append(again)
+    user_stacks.append(again)
     again.wait_ready()
     assert wait_until(flower_knows, 20), "Flower forgot the task across a restart"
     again.stop_and_check_nothing_left()

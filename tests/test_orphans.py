@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import psutil
 
 from tests.plans import plan_for
-from tests.procs import wait_until
+from tests.procs import guarded_by_a_stand_in, wait_until
 
 
 def test_guard_stops_its_command_when_the_supervisor_dies(tmp_path) -> None:
-    # A stand-in supervisor: starts the guard around `sleep 120`, reports the sleep's pid, then waits.
-    script = textwrap.dedent(
-        """
-        import subprocess, sys, time, psutil
-        guard = subprocess.Popen([sys.executable, "-m", "python419.supervisor.guard", "sleep", "120"])
-        while not psutil.Process(guard.pid).children():
-            time.sleep(0.05)
-        print(psutil.Process(guard.pid).children()[0].pid, guard.pid, flush=True)
-        time.sleep(120)
-        """
-    )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert parent.stdout is not None
-    sleep_pid, guard_pid = map(int, parent.stdout.readline().split())
+    parent, sleep_pid, guard_pid = guarded_by_a_stand_in(["sleep", "120"])
     sleeper = psutil.Process(sleep_pid)
     assert wait_until(lambda: sleeper.name() == "sleep", 5)  # the guard's child may not have exec'd yet
     parent.kill()

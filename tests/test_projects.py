@@ -24,14 +24,6 @@ def project(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield lambda name: copy_project(tmp_path, name)
 
 
-@pytest.fixture
-def stacks() -> Iterator[list[UserStack]]:
-    started: list[UserStack] = []
-    yield started
-    for stack in started:  # never leave a stack behind, even when a test failed
-        stack.kill()
-
-
 def init(root: Path) -> str:
     done = p419(root, clean_environ(), "init")
     assert done.returncode == 0, done.stderr
@@ -39,7 +31,7 @@ def init(root: Path) -> str:
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_flat_project_from_its_compose_file(project, stacks, broker: str) -> None:
+def test_flat_project_from_its_compose_file(project, user_stacks, broker: str) -> None:
     root = project("flat")
     said = init(root)
     assert "web: the API (main:app)" in said and "dashboard: celery flower" in said
@@ -49,7 +41,7 @@ def test_flat_project_from_its_compose_file(project, stacks, broker: str) -> Non
         "redis://127.0.0.1:6379/0" in config and "redis://redis" not in config
     )  # loopback, not compose's host
     stack = UserStack(root, "--broker", broker)
-    stacks.append(stack)
+    user_stacks.append(stack)
     stack.wait_ready()
     assert httpx.get(f"{stack.url}/").json() == {"hello": "flat"}
     # StaticFiles(directory="static") is relative: the API runs in the app dir
@@ -72,12 +64,12 @@ def test_flat_project_from_its_compose_file(project, stacks, broker: str) -> Non
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_app_factory_project_from_its_procfile_routes_to_its_queue(project, stacks, broker: str) -> None:
+def test_app_factory_project_from_its_procfile_routes_to_its_queue(project, user_stacks, broker: str) -> None:
     root = project("factory")
     said = init(root)
     assert "worker: a Celery worker on high_priority,default" in said and "beat = true" in said
     stack = UserStack(root, "--broker", broker)
-    stacks.append(stack)
+    user_stacks.append(stack)
     stack.wait_ready()
     # Settings from the project's env file reach its code.
     assert httpx.get(f"{stack.url}/").json() == {"database": "postgresql://user:pw@db:5432/app"}
@@ -89,14 +81,14 @@ def test_app_factory_project_from_its_procfile_routes_to_its_queue(project, stac
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded"])
-def test_package_project_with_a_hard_coded_amqp_broker(project, stacks, broker: str) -> None:
+def test_package_project_with_a_hard_coded_amqp_broker(project, user_stacks, broker: str) -> None:
     root = project("package")
     said = init(root)
     assert "queue (rabbitmq:3): not needed" in said and "db (postgres:12): not started by p419" in said
     config = (root / "p419.toml").read_text()
     assert 'api = "app.main:app"' in config and 'queues = ["main-queue"]' in config
     stack = UserStack(root, "--broker", broker)
-    stacks.append(stack)
+    user_stacks.append(stack)
     stack.wait_ready()
     task_id = httpx.post(f"{stack.url}/test-celery/hello").json()["task_id"]
     body = stack.result(f"/result/{task_id}", lambda b: b["status"] == "SUCCESS")

@@ -35,7 +35,7 @@ from python419.supervisor.printer import Printer, describe
 from python419.supervisor.state import UpLock, lock_method, read_state
 from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
-from tests.procs import all_gone, free_port, kill_tree, wait_until
+from tests.procs import all_gone, free_port, guarded_by_a_stand_in, kill_all, kill_tree, wait_until
 from tests.test_supervisor_unit import FakeChild, World
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -558,9 +558,7 @@ def test_a_child_that_ignores_sigterm_dies_with_a_supervisor_killed_hard(tmp_pat
         supervisor.wait(5)
         assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
     finally:
-        for kid in kids:
-            with contextlib.suppress(psutil.Error):
-                kid.kill()
+        kill_all(kids)
 
 
 def test_up_killed_hard_leaves_no_redis_even_when_redis_cannot_save(piped_up, tmp_path: Path) -> None:
@@ -578,30 +576,14 @@ def test_up_killed_hard_leaves_no_redis_even_when_redis_cannot_save(piped_up, tm
 
 def test_the_guard_kills_a_command_that_ignores_sigterm_when_the_supervisor_dies(tmp_path: Path) -> None:
     """macOS has no parent-death signal: redis runs under the guard, whose watchdog must escalate to SIGKILL."""
-    script = textwrap.dedent(
-        """
-        import subprocess, sys, time, psutil
-        guard = subprocess.Popen(
-            [sys.executable, "-m", "python419.supervisor.guard",
-             "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
-        )
-        while not psutil.Process(guard.pid).children():
-            time.sleep(0.05)
-        print(psutil.Process(guard.pid).children()[0].pid, guard.pid, flush=True)
-        time.sleep(120)
-        """
-    )
-    supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert supervisor.stdout is not None
-    kids = [psutil.Process(int(pid)) for pid in supervisor.stdout.readline().split()]
+    supervisor, *pids = guarded_by_a_stand_in(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
+    kids = [psutil.Process(pid) for pid in pids]
     try:
         supervisor.kill()
         supervisor.wait(5)
         assert wait_until(lambda: all_gone(kids), 20), [p.cmdline() for p in kids if p.is_running()]
     finally:
-        for kid in kids:
-            with contextlib.suppress(psutil.Error):
-                kid.kill()
+        kill_all(kids)
 
 
 # --- 5. one `up` per data dir; bad state files (issue 12 items 9, 10) --------------------------------

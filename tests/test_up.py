@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,55 +18,23 @@ import redis
 
 from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
-from tests.procs import RedisServer, all_gone, free_port, kill_tree, wait_until
+from tests.procs import RedisServer, all_gone, free_port, wait_until
+from tests.user_stacks import UserStack
 
 
-class Up:
-    """A running `p419 up` subprocess and what a user can see of it."""
+class Up(UserStack):
+    """A running `p419 up` of the bundled app, on a fake Telegram, and what a user can see of it."""
+
+    ready_timeout = 30.0
 
     def __init__(self, tmp_path: Path, telegram: FakeTelegram, *args: str, **env: str) -> None:
-        self.tmp_path = tmp_path
-        self.api_port = free_port()
         redis_url = f"redis://127.0.0.1:{free_port()}/0"
-        self.env = stack_env(
-            redis_url, tmp_path / "data", telegram, **{"P419_API_PORT": str(self.api_port), **env}
+        super().__init__(
+            tmp_path, "--grace", "8", *args, **stack_env(redis_url, tmp_path / "data", telegram, **env)
         )
-        self.log = tmp_path / "up.log"
-        with self.log.open("wb") as handle:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "python419", "up", "--grace", "8", *args],
-                env=self.env,
-                cwd=tmp_path,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        ok = wait_until(
-            lambda: "p419    | ready in" in self.output() or self.proc.poll() is not None, timeout
-        )
-        assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-4000:]}"
-
-    def p419(self, *args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "python419", *args]
-        return subprocess.run(
-            cmd, env=self.env, cwd=self.tmp_path, capture_output=True, text=True, timeout=60
-        )
-
-    def status(self) -> dict:
-        done = self.p419("status", "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
 
     def pid_of(self, name: str) -> int:
-        return next(c["pid"] for c in self.status()["children"] if c["name"] == name)
+        return int(self.children()[name]["pid"])
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children(recursive=True)
@@ -79,7 +46,7 @@ class Up:
 
     def deliver(self, telegram: FakeTelegram, timeout: float = 30) -> str:
         marker = f"up-{uuid.uuid4().hex[:8]}"
-        response = httpx.post(f"{self.api}/products", json={"name": marker, "price": 1}, timeout=10)
+        response = httpx.post(f"{self.url}/products", json={"name": marker, "price": 1}, timeout=10)
         assert response.status_code == 201, response.text
         assert telegram.wait_for(lambda: telegram.delivered(marker), timeout), (
             f"not delivered:\n{self.output()[-3000:]}"
@@ -97,8 +64,7 @@ def up_factory(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
 
     yield make
     for up in started:  # never leave a stack behind, even when a test failed
-        if up.proc.poll() is None:
-            kill_tree(up.proc.pid)
+        up.kill()
 
 
 def test_up_on_redis_delivers_and_ctrl_c_leaves_nothing(up_factory, telegram: FakeTelegram) -> None:
@@ -131,7 +97,7 @@ def test_up_on_the_embedded_broker(up_factory, telegram: FakeTelegram) -> None:
     up.wait_ready()
     assert "embedded broker" in up.output() and "redis-server" not in up.output()
     up.deliver(telegram)
-    health = httpx.get(f"{up.api}/health", timeout=5).json()
+    health = httpx.get(f"{up.url}/health", timeout=5).json()
     assert health["broker"]["kind"] == "embedded" and len(health["workers"]["names"]) == 2
     # a second terminal knows nothing of the embedded broker: `send` follows the running stack
     sent = up.p419("send", f"by-hand-{uuid.uuid4().hex[:6]}", "--timeout", "20")
@@ -151,10 +117,10 @@ def test_killed_children_come_back(up_factory, telegram: FakeTelegram) -> None:
     assert wait_until(lambda: up.pid_of("worker1") != old_worker, 15)
     os.kill(old_api, signal.SIGKILL)
     assert wait_until(lambda: up.pid_of("api") != old_api, 15)
-    assert wait_until(lambda: httpx.get(f"{up.api}/health", timeout=2).status_code == 200, 20)
+    assert wait_until(lambda: httpx.get(f"{up.url}/health", timeout=2).status_code == 200, 20)
     table = up.p419("status")
     assert table.returncode == 0 and all(name in table.stdout for name in ("api", "worker1", "worker2"))
-    status = {c["name"]: c for c in up.status()["children"]}
+    status = up.children()
     assert status["worker1"]["restarts"] == 1 and status["api"]["restarts"] == 1
     assert status["worker2"]["restarts"] == 0
     assert "worker1 exited unexpectedly with code -9" in up.output()
@@ -165,7 +131,7 @@ def test_killed_children_come_back(up_factory, telegram: FakeTelegram) -> None:
 
 
 def status_state(up: Up, name: str) -> str:
-    return next(c["state"] for c in up.status()["children"] if c["name"] == name)
+    return str(up.children()[name]["state"])
 
 
 def test_a_child_that_always_crashes_makes_up_give_up(up_factory) -> None:
@@ -213,7 +179,7 @@ def test_a_running_redis_is_reused_and_left_running(up_factory, tmp_path: Path) 
         up = up_factory("--pool", "solo", REDIS_URL=server.url)
         up.wait_ready()
         assert "already answers" in up.output() and "reusing it" in up.output()
-        assert [c["name"] for c in up.status()["children"]] == ["api", "worker1"]
+        assert list(up.children()) == ["api", "worker1"]
         assert up.finish(signal.SIGTERM) == 0  # SIGTERM stops the stack like Ctrl+C
         assert redis.Redis(port=server.port).ping()
     finally:

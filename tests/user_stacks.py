@@ -16,7 +16,7 @@ import httpx
 import psutil
 
 from tests.conftest import clean_environ
-from tests.procs import free_port, wait_until
+from tests.procs import all_gone, free_port, kill_tree, wait_until
 
 PROJECTS = Path(__file__).parent / "projects"
 READY = re.compile(r"^p419 +\| ready in", re.M)
@@ -43,6 +43,8 @@ def p419(cwd: Path, env: dict[str, str], *args: str, timeout: float = 60) -> sub
 
 class UserStack:
     """A running `p419 up` in a project folder, with its own API port and Redis port."""
+
+    ready_timeout = 60.0
 
     def __init__(self, root: Path, *args: str, **env: str) -> None:
         self.root = root
@@ -71,7 +73,9 @@ class UserStack:
         assert found, f"never saw {pattern!r}:\n{self.output()[-5000:]}"
 
     def wait_ready(self) -> None:
-        ok = wait_until(lambda: bool(READY.search(self.output())) or self.proc.poll() is not None, 60)
+        ok = wait_until(
+            lambda: bool(READY.search(self.output())) or self.proc.poll() is not None, self.ready_timeout
+        )
         assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-5000:]}"
 
     def p419(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -108,11 +112,8 @@ class UserStack:
         assert kids, "the stack had no children"
         self.proc.send_signal(signal.SIGINT)
         assert self.proc.wait(30) == 130, self.output()[-3000:]
-        left = lambda: [p for p in kids if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # noqa: E731
-        assert wait_until(lambda: not left(), 10), [p.cmdline() for p in left()]
+        assert wait_until(lambda: all_gone(kids), 10), [p.cmdline() for p in kids if p.is_running()]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            for kid in psutil.Process(self.proc.pid).children(recursive=True):
-                kid.kill()
-            self.proc.kill()
+            kill_tree(self.proc.pid)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from python419 import stackenv
@@ -16,6 +17,9 @@ from python419.addresses import safe_url
 from python419.platforms import Platform, find_redis_server
 from python419.ports import accepts
 from python419.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 BrokerKind = Literal["redis", "embedded"]
 # With a host named: kombu warns "No hostname was supplied. Reverting to default 'localhost'" each time it
@@ -156,15 +160,38 @@ def broker_ping(target: BrokerTarget, timeout: float = 1.0) -> dict[str, Any]:
     return {"kind": "redis"}
 
 
-def redis_ping(url: str, timeout: float) -> None:
-    """PING on a short-lived connection. Raises redis.RedisError or OSError when nothing answers."""
+@contextmanager
+def redis_client(url: str, timeout: float, *, retry: bool = True) -> Iterator[redis.Redis]:
+    """A short-lived client, closed on the way out: connect and socket timeouts of `timeout`. `retry=False`:
+    one try (redis-py otherwise retries a command that lost its connection, with backoff)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    options: dict[str, Any] = {}
+    if not retry:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options["retry"] = Retry(NoBackoff(), 0)
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, **options)
     try:
-        client.ping()
+        yield client
     finally:
         client.close()
+
+
+def redis_listens(url: str) -> bool:
+    """Does anything accept TCP connections at a redis:// URL's host and port? (Other URLs, a unix socket:
+    True, ask Redis.) A refusal is an answer without importing redis-py."""
+    parts = urlsplit(url)
+    return parts.scheme not in ("redis", "rediss") or accepts(
+        parts.hostname or "localhost", parts.port or 6379
+    )
+
+
+def redis_ping(url: str, timeout: float) -> None:
+    """PING on a short-lived connection. Raises redis.RedisError or OSError when nothing answers."""
+    with redis_client(url, timeout) as client:
+        client.ping()
 
 
 def redis_shutdown(url: str, timeout: float = 1.0) -> bool:
@@ -172,27 +199,20 @@ def redis_shutdown(url: str, timeout: float = 1.0) -> bool:
     the connection on us: it is exiting. Redis acts on SIGTERM only on its next cron tick (hz 10: measured
     0.09-0.10 s from the signal to exit, 6 runs), on the command at once (0.003 s)."""
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
-    client = redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-    )
     try:
-        client.ping()  # refused here, not below: redis-py counts a failed AUTH as a ConnectionError, and
-        client.shutdown()  # shutdown() takes any ConnectionError for the server closing the connection
+        with redis_client(url, timeout, retry=False) as client:
+            client.ping()  # refused here, not below: redis-py counts a failed AUTH as a ConnectionError,
+            client.shutdown()  # and shutdown() takes any ConnectionError for the server closing on us
     except (redis.RedisError, OSError):
         return False  # refused (a password we lack, SHUTDOWN renamed away) or not there: use the signal
-    finally:
-        client.close()
     return True
 
 
 def redis_status(url: str, timeout: float = 0.3) -> Literal["answers", "wants-password", "down"]:
     """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers.
     A TCP port that refuses is "down" without importing redis-py (most `p419 up` runs start their own Redis)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("redis", "rediss") and not accepts(parts.hostname or "localhost", parts.port or 6379):
+    if not redis_listens(url):
         return "down"
     import redis
 

@@ -1,5 +1,6 @@
 """The control loop of `p419 up`: start children in parallel, gate on readiness, restart with backoff,
-give up on a crash loop, stop in waves (the broker last). It only decides and emits events; printing is someone else's job.
+give up on a crash loop, stop in waves (the broker last). It only decides and emits events; printing is
+someone else's job.
 
 Time and processes are injected (clock, sleep, factory, probe), so every decision is testable with fakes.
 

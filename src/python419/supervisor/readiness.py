@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from python419.broker import redis_client, redis_listens
 from python419.ports import accepts
 from python419.supervisor.plan import ChildSpec, Readiness
 
@@ -66,18 +67,15 @@ def owns_port(pid: int, port: int) -> bool:
 
 
 def redis_owned_by(url: str, pid: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    parts = urlsplit(url)
-    if not accepts(parts.hostname or "127.0.0.1", parts.port or 6379):
+    if not redis_listens(url):
         return False
     import redis  # once Redis listens (importing redis-py costs ~0.1 s of the supervisor's start)
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        info = client.info("server")
+        with redis_client(url, timeout) as client:
+            info = client.info("server")
     except (redis.RedisError, OSError):
         return False
-    finally:
-        client.close()
     return int(info.get("process_id", -1)) in tree_pids(pid)
 
 

@@ -70,11 +70,6 @@ def publish(
     return len(notifications)
 
 
-def enqueue(store: Store, settings: Settings, notification: Notification) -> str | None:
-    """`publish` for one row: its task id, or None when the broker is unreachable (the row is `pending`)."""
-    return str(notification.task_id) if publish(store, settings, [notification]) else None
-
-
 def sweep(store: Store, settings: Settings) -> int:
     """Enqueue every row that needs a message now. Returns how many were published.
 

@@ -8,17 +8,27 @@
   "trickle:<s>" (accept the message, then send the whole answer one byte every <s> seconds: a per-read timeout
   never fires; `Call.ended` records when the client gave up or the answer was complete).
   "delay:<s>" (a slow Bot API: answer 200 after <s> seconds; the call is recorded once answered).
+- `tls=True` serves https with the self-signed certificate in tests/tls (for 127.0.0.1; a client trusts it
+  through SSL_CERT_FILE). `drop_connections()` closes every kept connection, as a server ending idle
+  keep-alive connections does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+TLS_CERT = Path(__file__).parent / "tls" / "cert.pem"  # self-signed, for 127.0.0.1 and localhost
+TLS_KEY = Path(__file__).parent / "tls" / "key.pem"
 
 
 @dataclass
@@ -34,8 +44,9 @@ class Call:
 
 
 class FakeTelegram:
-    def __init__(self, token: str, chat_id: str) -> None:
+    def __init__(self, token: str, chat_id: str, *, tls: bool = False) -> None:
         self.token, self.chat_id = token, chat_id
+        self._open: set[socket.socket] = set()  # the server's side of every connection still open
         self.calls: list[Call] = []
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -43,7 +54,12 @@ class FakeTelegram:
         self.latency = 0.0  # seconds before answering a sendMessage
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(TLS_CERT, TLS_KEY)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeTelegram:
@@ -54,6 +70,14 @@ class FakeTelegram:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def drop_connections(self) -> None:
+        """Close the server's side of every open connection (the clients' kept ones go stale)."""
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def script(self, marker: str, answers: list[str]) -> None:
         """Answer the next messages whose text contains `marker` with `answers`, in order, then "ok"."""
@@ -101,6 +125,16 @@ class FakeTelegram:
 
             def log_message(self, *_: Any) -> None:  # keep test output quiet
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 self._serve({})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from python419 import telegram
 from python419.telegram import (
     MESSAGE_LIMIT,
     TelegramClient,
@@ -16,7 +18,7 @@ from python419.telegram import (
     token_looks_valid,
 )
 from tests.conftest import TOKEN
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import TLS_CERT, FakeTelegram
 from tests.procs import free_port
 
 
@@ -130,3 +132,49 @@ def test_one_kept_client_reuses_its_connection() -> None:
             ports = {c.port for c in fake.calls}
         assert len(ports) == 1, "each message opened a new connection"
         client.close()
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_not_failed() -> None:
+    """Servers end idle keep-alive connections; the next message must open a new one, not fail on the old."""
+    with FakeTelegram(TOKEN, "42") as fake, TelegramClient(TOKEN, fake.url, timeout=5) as client:
+        client.send_message("42", "before")
+        fake.drop_connections()
+        assert fake.wait_for(lambda: not fake._open, 5), "the fake kept its connection"
+        assert client.send_message("42", "after")["text"] == "after"
+        [before], [after] = fake.delivered("before"), fake.delivered("after")
+        assert before.port != after.port, "the closed connection was reused"
+
+
+def test_threads_sending_at_once_each_get_a_connection() -> None:
+    """A threads (or gevent) pool shares the process's client: one request per connection at a time."""
+    with FakeTelegram(TOKEN, "42") as fake, TelegramClient(TOKEN, fake.url, timeout=5) as client:
+        fake.latency = 0.02  # long enough for the threads to overlap
+        with ThreadPoolExecutor(8) as pool:
+            texts = list(pool.map(lambda i: client.send_message("42", f"t{i}")["text"], range(40)))
+        assert sorted(texts) == sorted(f"t{i}" for i in range(40))
+        assert len(fake.delivered("t")) == 40
+        assert len(client._idle) <= telegram.MAX_IDLE
+
+
+def test_https_verifies_the_certificate_and_keeps_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Bot API is https: the same kept connection, deadline and errors over TLS."""
+    import time
+
+    with FakeTelegram(TOKEN, "42", tls=True) as fake:
+        assert fake.url.startswith("https://")
+        # Not trusted (certifi's bundle): a network error, never a send in clear.
+        with pytest.raises(TelegramError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+            TelegramClient(TOKEN, fake.url, timeout=5).send_message("42", "untrusted")
+        assert caught.value.retryable and TOKEN not in str(caught.value)
+        assert not fake.attempts("untrusted")
+        monkeypatch.setenv("SSL_CERT_FILE", str(TLS_CERT))
+        with TelegramClient(TOKEN, fake.url, timeout=1.0) as client:
+            for i in range(3):
+                assert client.send_message("42", f"tls{i}")["text"] == f"tls{i}"
+            assert len({c.port for c in fake.delivered("tls")}) == 1, "TLS connection not kept"
+            fake.script("slow", ["trickle:0.3"])
+            started = time.monotonic()
+            with pytest.raises(TelegramError, match="Timeout"):
+                client.send_message("42", "slow")
+            assert 0.9 <= time.monotonic() - started < 2.5
+            assert client.send_message("42", "tls after")["text"] == "tls after"

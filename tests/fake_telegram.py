@@ -7,7 +7,8 @@
   "401", "400", "500", "drop" (close the connection with no answer), "hang" (hold the request until released),
   "trickle:<s>" (accept the message, then send the whole answer one byte every <s> seconds: a per-read timeout
   never fires; `Call.ended` records when the client gave up or the answer was complete).
-  "delay:<s>" (a slow Bot API: answer 200 after <s> seconds; the call is recorded once answered).
+  "delay:<s>" (a slow Bot API: answer 200 after <s> seconds; the call is recorded once answered),
+  "broken" (a 200 whose chunked body has a negative size, then the connection closed).
 - `tls=True` serves https with the self-signed certificate in tests/tls (for 127.0.0.1; a client trusts it
   through SSL_CERT_FILE). `drop_connections()` closes every kept connection, as a server ending idle
   keep-alive connections does.
@@ -224,9 +225,13 @@ class FakeTelegram:
                         pass  # the client gave up
                     self.close_connection = True
                     return False
+                if answer == "broken":  # a chunk size no parser can take (a broken proxy in between)
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-5\r\n\r\n")
+                        self.wfile.flush()
                 if answer == "hang":
                     fake.release.wait(60)
-                # "drop", or a released hang: close the connection without an answer.
+                # "drop", "broken", or a released hang: close the connection without an answer.
                 self.close_connection = True
                 self.connection.close()
                 return False

@@ -66,6 +66,19 @@ def test_worker_rejects_unknown_pool(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+def test_a_pool_that_is_not_installed_is_refused_in_the_parser(tmp_path: Path) -> None:
+    """eventlet is not in the test environment (gevent is): refused by the parser, with the install command,
+    instead of five worker tracebacks and a give-up after 15 s."""
+    env = {**clean_environ(), "P419_PLATFORM": "linux"}
+    for verb in ("worker", "up"):
+        done = p419(verb, "--pool", "eventlet", "--dry-run", env=env, cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "the eventlet pool is not installed here: pip install eventlet" in done.stderr
+        assert "Traceback" not in done.stderr
+    done = p419("worker", "--pool", "gevent", "--dry-run", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "--pool=gevent" in done.stdout, done.stderr
+
+
 def test_send_through_the_running_worker(stack, telegram: FakeTelegram, tmp_path: Path) -> None:
     marker = f"manual-{uuid.uuid4().hex[:6]}"
     done = p419("send", marker, "--product-id", "77", "--timeout", "20", env=stack.env, cwd=tmp_path)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -46,6 +49,9 @@ def test_classify() -> None:
         assert error and not error.retryable
     server = classify(502, None)
     assert server and server.retryable
+    for params in ({"retry_after": "soon"}, "soon", None):  # not what the contract says: Telegram's usual 1 s
+        odd = classify(429, {"ok": False, "description": "Too Many Requests", "parameters": params})
+        assert odd and odd.retryable and odd.retry_after == 1.0
 
 
 def test_client_success_and_permanent_errors() -> None:
@@ -178,3 +184,60 @@ def test_https_verifies_the_certificate_and_keeps_the_deadline(monkeypatch: pyte
                 client.send_message("42", "slow")
             assert 0.9 <= time.monotonic() - started < 2.5
             assert client.send_message("42", "tls after")["text"] == "tls after"
+
+
+def test_an_answer_no_parser_can_read_is_a_network_error_and_the_client_goes_on() -> None:
+    with FakeTelegram(TOKEN, "42") as fake, TelegramClient(TOKEN, fake.url, timeout=5) as client:
+        fake.script("bad", ["broken"])
+        with pytest.raises(TelegramError, match="network error") as caught:
+            client.send_message("42", "bad")
+        assert caught.value.retryable and TOKEN not in str(caught.value)
+        assert client.send_message("42", "good")["text"] == "good"
+
+
+def test_a_kept_connection_is_reused_on_a_descriptor_past_1024() -> None:
+    """select() cannot take descriptors numbered 1024 or more; a busy worker (many files, sockets) has them."""
+    with open(os.devnull) as null:
+        padding = [os.dup(null.fileno()) for _ in range(1100)]
+    try:
+        with FakeTelegram(TOKEN, "42") as fake, TelegramClient(TOKEN, fake.url, timeout=5) as client:
+            for i in range(5):
+                client.send_message("42", f"high{i}")
+            assert client._idle and client._idle[0].fileno() >= 1024
+            assert len({c.port for c in fake.delivered("high")}) == 1, "a new connection per message"
+    finally:
+        for fd in padding:
+            os.close(fd)
+
+
+GEVENT_SENDER = """
+from gevent import monkey
+
+monkey.patch_all()
+import sys
+
+from python419.telegram import TelegramClient
+
+client = TelegramClient(sys.argv[1], sys.argv[2], timeout=5)
+for i in range(3):
+    print(client.send_message("42", f"gevent{i}")["text"], flush=True)
+"""
+
+
+def test_under_gevent_over_tls_each_message_is_sent_once() -> None:
+    """Celery's gevent pool patches the socket and ssl modules: gevent's TLS socket reads `nbytes=0` as
+    "nothing", which made every answer look like a closed connection after the message went out (each
+    retry a duplicate). A real gevent, a real TLS connection."""
+    with FakeTelegram(TOKEN, "42", tls=True) as fake:
+        run = subprocess.run(
+            [sys.executable, "-c", GEVENT_SENDER, TOKEN, fake.url],
+            env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.split() == ["gevent0", "gevent1", "gevent2"]
+        sent = fake.attempts("gevent")
+        assert [c.payload["text"] for c in sent] == ["gevent0", "gevent1", "gevent2"]
+        assert len({c.port for c in sent}) == 1, "the TLS connection was not kept"

@@ -83,8 +83,11 @@ def classify(status_code: int, payload: dict[str, Any] | None) -> TelegramError 
         return None
     description = str(payload.get("description") or f"HTTP {status_code}")
     if status_code == 429:
-        params = payload.get("parameters") or {}
-        retry_after = float(params.get("retry_after", 1))
+        params = payload.get("parameters")
+        try:
+            retry_after = float(params.get("retry_after", 1)) if isinstance(params, dict) else 1.0
+        except (TypeError, ValueError):  # not a number: wait Telegram's usual second
+            retry_after = 1.0
         return TelegramError(description, status_code, retryable=True, retry_after=retry_after)
     if status_code >= 500 or status_code == 200:
         return TelegramError(description, status_code, retryable=True)
@@ -110,6 +113,43 @@ def _ssl_context() -> ssl.SSLContext:
     if os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RequestTimeout("the whole request took longer than its deadline")
+    return left
+
+
+def _open_socket(host: str, port: int, deadline: float) -> socket.socket:
+    """socket.create_connection, each address tried for what is left of the deadline only: it gives every
+    address the whole timeout, and api.telegram.org has an IPv4 and an IPv6 one (a review's experiment: a
+    black-holed first address, then a stalled one, took 2x the timeout). The name lookup is not bounded."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            return sock
+        except RequestTimeout:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"no address found for {host}")
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether the socket has something to read now. poll where there is one: select() cannot take a
+    descriptor numbered 1024 or more (a kept connection was then never reused)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # Windows (and gevent, which removes poll)
 
 
 class _Connection:
@@ -144,24 +184,23 @@ class _Connection:
         if now - self.idle_since > KEEPALIVE_EXPIRY:
             return False
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            return not _readable(self.sock)
         except (OSError, ValueError):
             return False
-        return not readable
 
     def _arm(self) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise RequestTimeout("the whole request took longer than its deadline")
-        self.sock.settimeout(left)
+        self.sock.settimeout(_left(self.deadline))
 
     # The socket surface http.client.HTTPResponse reads through.
     def makefile(self, mode: str = "rb") -> io.BufferedReader:
         return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, buffer: Any) -> int:
+        # Only the buffer is passed on: gevent's TLS socket reads nbytes=0 as "nothing" where the standard
+        # library reads "the buffer's size", and http.client took that 0 for a closed connection after the
+        # message had been sent (a review's experiment: three sends under gevent, three deliveries).
         self._arm()
-        return self.sock.recv_into(buffer, nbytes, flags)
+        return self.sock.recv_into(buffer)
 
     def _decref_socketios(self) -> None:
         """SocketIO.close() calls this; the socket stays open, kept for the next request."""
@@ -232,14 +271,12 @@ class TelegramClient:
         conn.close()
 
     def _connect(self, deadline: float) -> _Connection:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise RequestTimeout("the whole request took longer than its deadline")
-        sock = socket.create_connection((self._host, self._port), timeout=left)
+        sock = _open_socket(self._host, self._port, deadline)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
-                # The handshake's reads are each bounded by what was left when the connection opened.
+                # Each of the handshake's reads is bounded by what was left when it began.
+                sock.settimeout(_left(deadline))
                 sock = self._tls.wrap_socket(sock, server_hostname=self._host)
         except BaseException:
             sock.close()
@@ -256,19 +293,26 @@ class TelegramClient:
         try:
             conn = self._checkout(deadline)
             status, raw, closes = conn.exchange(request, deadline)
-        except (OSError, http.client.HTTPException) as exc:
-            # Refused, reset, dropped, timed out, a broken answer: transient by nature.
+        except Exception as exc:
+            # Refused, reset, dropped, timed out, an answer http.client cannot read (its parser raises
+            # ValueError or OverflowError on some broken chunk sizes): transient by nature.
             if conn is not None:
                 conn.close()
             reason = redact(str(exc) or type(exc).__name__, self._token)
             raise TelegramError(f"network error: {type(exc).__name__}: {reason}", retryable=True) from None
+        except (
+            BaseException
+        ):  # a time limit or an interrupt mid-request: the connection is in an unknown state
+            if conn is not None:
+                conn.close()
+            raise
         if closes:
             conn.close()
         else:
             self._checkin(conn)
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             body = None
         if not isinstance(body, dict):
             body = None

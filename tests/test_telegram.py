@@ -160,6 +160,19 @@ def test_threads_sending_at_once_each_get_a_connection() -> None:
         assert sorted(texts) == sorted(f"t{i}" for i in range(40))
         assert len(fake.delivered("t")) == 40
         assert len(client._idle) <= telegram.MAX_IDLE
+        client.close()
+        assert fake.wait_for(lambda: not fake._open, 5), "close() left connections open"
+        # closed while a call is in flight: that call ends, and its connection is closed, not kept
+        fake.latency = 0.3
+        other = TelegramClient(TOKEN, fake.url, timeout=5)
+        with ThreadPoolExecutor(1) as pool:
+            late = pool.submit(other.send_message, "42", "late")
+            assert fake.wait_for(lambda: len(fake._open) == 1, 5)
+            other.close()
+            assert late.result()["text"] == "late"
+        assert not other._idle and fake.wait_for(lambda: not fake._open, 5), (
+            "a closed client kept its connection"
+        )
 
 
 def test_https_verifies_the_certificate_and_keeps_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:

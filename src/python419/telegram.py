@@ -238,9 +238,12 @@ class TelegramClient:
         )
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
+        """Close the kept connections; one in use now is closed when its call ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -265,7 +268,7 @@ class TelegramClient:
     def _checkin(self, conn: _Connection) -> None:
         conn.idle_since = time.monotonic()
         with self._lock:
-            if len(self._idle) < MAX_IDLE:
+            if not self._closed and len(self._idle) < MAX_IDLE:
                 self._idle.append(conn)
                 return
         conn.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -107,8 +112,6 @@ def test_token_format() -> None:
 
 def test_a_trickling_answer_is_cut_at_the_whole_request_deadline() -> None:
     """Issue 12 item 4: one byte every 0.3 s never trips a 1 s per-read timeout; the deadline must."""
-    import time
-
     with FakeTelegram(TOKEN, "42") as fake:
         fake.script("slow", ["trickle:0.3"])
         with TelegramClient(TOKEN, fake.url, timeout=1.0) as client:
@@ -177,8 +180,6 @@ def test_threads_sending_at_once_each_get_a_connection() -> None:
 
 def test_https_verifies_the_certificate_and_keeps_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real Bot API is https: the same kept connection, deadline and errors over TLS."""
-    import time
-
     with FakeTelegram(TOKEN, "42", tls=True) as fake:
         assert fake.url.startswith("https://")
         # Not trusted (certifi's bundle): a network error, never a send in clear.
@@ -254,3 +255,75 @@ def test_under_gevent_over_tls_each_message_is_sent_once() -> None:
         sent = fake.attempts("gevent")
         assert [c.payload["text"] for c in sent] == ["gevent0", "gevent1", "gevent2"]
         assert len({c.port for c in sent}) == 1, "the TLS connection was not kept"
+
+
+@contextlib.contextmanager
+def trickling_proxy(upstream: str, pause: float = 0.05) -> Iterator[str]:
+    """A TCP proxy in front of `upstream` (host:port) that passes the client's bytes at once and the
+    server's one byte at a time, `pause` apart: a TLS record arrives in hundreds of pieces. Yields its URL."""
+    host, port = upstream.rsplit("/", 1)[-1].rsplit(":", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and (data := src.recv(65536)):
+                for piece in [data[i : i + 1] for i in range(len(data))] if slow else [data]:
+                    dst.sendall(piece)
+                    if slow and stop.wait(pause):
+                        return
+        for end in (src, dst):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                client, _ = listener.accept()
+                server = socket.create_connection((host, int(port)))
+                threading.Thread(target=pump, args=(client, server, False), daemon=True).start()
+                threading.Thread(target=pump, args=(server, client, True), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+GEVENT_TRICKLED = """
+from gevent import monkey
+
+monkey.patch_all()
+import sys
+import time
+
+from python419.telegram import TelegramClient, TelegramError
+
+client = TelegramClient(sys.argv[1], sys.argv[2], timeout=1.0)
+started = time.monotonic()
+try:
+    client.send_message("42", "trickled")
+    print("answered")
+except TelegramError as exc:
+    print(f"{time.monotonic() - started:.2f}", exc)
+"""
+
+
+def test_under_gevent_a_tls_answer_fed_a_byte_at_a_time_still_ends_at_the_deadline() -> None:
+    """gevent's TLS socket gives every wait for a piece of a record the whole socket timeout: through this
+    proxy (handshake and answer a byte every 50 ms) a 1 s call was still running after 60 s without a bound
+    on the whole call."""
+    with FakeTelegram(TOKEN, "42", tls=True) as fake, trickling_proxy(fake.url) as url:
+        run = subprocess.run(
+            [sys.executable, "-c", GEVENT_TRICKLED, TOKEN, url],
+            env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    elapsed, _, error = run.stdout.strip().partition(" ")
+    assert "Timeout" in error and TOKEN not in error, run.stdout
+    assert 0.9 <= float(elapsed) < 2.5, f"a 1 s call took {elapsed} s"

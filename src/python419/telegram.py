@@ -8,6 +8,7 @@ is silenced as well.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import http.client
 import io
@@ -18,6 +19,7 @@ import re
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -140,6 +142,21 @@ def _open_socket(host: str, port: int, deadline: float) -> socket.socket:
             sock.close()
             error = exc
     raise error or OSError(f"no address found for {host}")
+
+
+def _whole_call_bound(seconds: float) -> contextlib.AbstractContextManager[object]:
+    """Under gevent's patched sockets, a gevent.Timeout around the whole call. gevent's TLS socket waits up to
+    the socket's timeout for each piece of a TLS record, so a read (or a handshake) fed a byte at a time
+    outlived the deadline: through a proxy passing a byte every 50 ms, a 1 s call took 8.3 s (the answer
+    trickled; a review's experiment) and over 60 s (the handshake too; test_telegram). The standard library's TLS keeps one deadline per read, and every
+    read is cut to what is left of the call (`_Connection`), so elsewhere nothing more is needed."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        timeout: contextlib.AbstractContextManager[object] = sys.modules["gevent"].Timeout(
+            seconds, RequestTimeout("the whole request took longer than its deadline")
+        )
+        return timeout
+    return contextlib.nullcontext()
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -294,8 +311,9 @@ class TelegramClient:
         ).encode() + content
         conn = None
         try:
-            conn = self._checkout(deadline)
-            status, raw, closes = conn.exchange(request, deadline)
+            with _whole_call_bound(self._timeout):
+                conn = self._checkout(deadline)
+                status, raw, closes = conn.exchange(request, deadline)
         except Exception as exc:
             # Refused, reset, dropped, timed out, an answer http.client cannot read (its parser raises
             # ValueError or OverflowError on some broken chunk sizes): transient by nature.

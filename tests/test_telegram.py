@@ -258,19 +258,24 @@ def test_under_gevent_over_tls_each_message_is_sent_once() -> None:
 
 
 @contextlib.contextmanager
-def trickling_proxy(upstream: str, pause: float = 0.05) -> Iterator[str]:
-    """A TCP proxy in front of `upstream` (host:port) that passes the client's bytes at once and the
-    server's one byte at a time, `pause` apart: a TLS record arrives in hundreds of pieces. Yields its URL."""
+def trickling_proxy(upstream: str, pause: float = 0.05) -> Iterator[tuple[str, threading.Event]]:
+    """A TCP proxy in front of `upstream` that passes the client's bytes at once and, while the event it
+    yields is set (at first), the server's one byte at a time, `pause` apart: a TLS record arrives in
+    hundreds of pieces. Yields (its https URL, that event)."""
     host, port = upstream.rsplit("/", 1)[-1].rsplit(":", 1)
     listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
+    stop, slow = threading.Event(), threading.Event()
+    slow.set()
 
-    def pump(src: socket.socket, dst: socket.socket, slow: bool) -> None:
+    def pump(src: socket.socket, dst: socket.socket, trickle: bool) -> None:
         with contextlib.suppress(OSError):
             while not stop.is_set() and (data := src.recv(65536)):
-                for piece in [data[i : i + 1] for i in range(len(data))] if slow else [data]:
-                    dst.sendall(piece)
-                    if slow and stop.wait(pause):
+                if not (trickle and slow.is_set()):
+                    dst.sendall(data)
+                    continue
+                for i in range(len(data)):
+                    dst.sendall(data[i : i + 1])
+                    if stop.wait(pause):
                         return
         for end in (src, dst):
             with contextlib.suppress(OSError):
@@ -286,7 +291,7 @@ def trickling_proxy(upstream: str, pause: float = 0.05) -> Iterator[str]:
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}", slow
     finally:
         stop.set()
         listener.close()
@@ -315,7 +320,7 @@ def test_under_gevent_a_tls_answer_fed_a_byte_at_a_time_still_ends_at_the_deadli
     """gevent's TLS socket gives every wait for a piece of a record the whole socket timeout: through this
     proxy (handshake and answer a byte every 50 ms) a 1 s call was still running after 60 s without a bound
     on the whole call."""
-    with FakeTelegram(TOKEN, "42", tls=True) as fake, trickling_proxy(fake.url) as url:
+    with FakeTelegram(TOKEN, "42", tls=True) as fake, trickling_proxy(fake.url) as (url, _):
         run = subprocess.run(
             [sys.executable, "-c", GEVENT_TRICKLED, TOKEN, url],
             env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
@@ -327,3 +332,26 @@ def test_under_gevent_a_tls_answer_fed_a_byte_at_a_time_still_ends_at_the_deadli
     elapsed, _, error = run.stdout.strip().partition(" ")
     assert "Timeout" in error and TOKEN not in error, run.stdout
     assert 0.9 <= float(elapsed) < 2.5, f"a 1 s call took {elapsed} s"
+
+
+def test_a_tls_handshake_and_answer_fed_a_byte_at_a_time_end_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same proxy without gevent: the standard library's TLS keeps one deadline per read and per
+    handshake, and the client gives each what is left of the call."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_CERT))
+    with (
+        FakeTelegram(TOKEN, "42", tls=True) as fake,
+        trickling_proxy(fake.url) as (url, slow),
+        TelegramClient(TOKEN, url, timeout=1.0) as client,
+    ):
+        for phase in ("handshake", "answer"):
+            if phase == "answer":
+                slow.clear()
+                client.send_message("42", "fast")  # a kept connection, its handshake at full speed
+                slow.set()
+            started = time.monotonic()
+            with pytest.raises(TelegramError, match="Timeout"):
+                client.send_message("42", f"trickled {phase}")
+            assert 0.9 <= time.monotonic() - started < 2.5, phase
+        assert [c.payload["text"] for c in fake.delivered("trickled")] == ["trickled answer"]

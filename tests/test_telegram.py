@@ -224,10 +224,20 @@ def test_a_kept_connection_is_reused_on_a_descriptor_past_1024() -> None:
             os.close(fd)
 
 
-GEVENT_SENDER = """
-from gevent import monkey
+def under_gevent(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a new interpreter whose sockets gevent has patched, as Celery's gevent pool does, trusting
+    the fake's test certificate."""
+    patched = "from gevent import monkey\n\nmonkey.patch_all()\n" + script
+    return subprocess.run(
+        [sys.executable, "-c", patched, *args],
+        env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-monkey.patch_all()
+
+GEVENT_SENDER = """
 import sys
 
 from python419.telegram import TelegramClient
@@ -243,13 +253,7 @@ def test_under_gevent_over_tls_each_message_is_sent_once() -> None:
     "nothing", which made every answer look like a closed connection after the message went out (each
     retry a duplicate). A real gevent, a real TLS connection."""
     with FakeTelegram(TOKEN, "42", tls=True) as fake:
-        run = subprocess.run(
-            [sys.executable, "-c", GEVENT_SENDER, TOKEN, fake.url],
-            env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        run = under_gevent(GEVENT_SENDER, TOKEN, fake.url)
         assert run.returncode == 0, run.stderr[-3000:]
         assert run.stdout.split() == ["gevent0", "gevent1", "gevent2"]
         sent = fake.attempts("gevent")
@@ -298,9 +302,6 @@ def trickling_proxy(upstream: str, pause: float = 0.05) -> Iterator[tuple[str, t
 
 
 GEVENT_TRICKLED = """
-from gevent import monkey
-
-monkey.patch_all()
 import sys
 import time
 
@@ -321,13 +322,7 @@ def test_under_gevent_a_tls_answer_fed_a_byte_at_a_time_still_ends_at_the_deadli
     proxy (handshake and answer a byte every 50 ms) a 1 s call was still running after 60 s without a bound
     on the whole call."""
     with FakeTelegram(TOKEN, "42", tls=True) as fake, trickling_proxy(fake.url) as (url, _):
-        run = subprocess.run(
-            [sys.executable, "-c", GEVENT_TRICKLED, TOKEN, url],
-            env={**os.environ, "SSL_CERT_FILE": str(TLS_CERT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        run = under_gevent(GEVENT_TRICKLED, TOKEN, url)
     assert run.returncode == 0, run.stderr[-3000:]
     elapsed, _, error = run.stdout.strip().partition(" ")
     assert "Timeout" in error and TOKEN not in error, run.stdout

@@ -31,19 +31,20 @@ def plan_for(
     python: str = "py",
     supervisor_pid: int = 1,
     options: UpOptions = UpOptions(),
+    redis_url: str = "redis://127.0.0.1:6379/0",
 ) -> Plan:
     """The plan for a local Redis that is not running yet (started when a binary is given)."""
     remote = mode == "redis-remote"  # a Redis on another host
     broker = choose_broker(
         "redis" if remote else mode,  # type: ignore[arg-type]
-        url="redis://cache.internal:6379/0" if remote else "redis://127.0.0.1:6379/0",
+        url="redis://cache.internal:6379/0" if remote else redis_url,
         answers=False,
         redis_binary=redis_binary,
         platform=platform,  # type: ignore[arg-type]
     )
     return build_plan(
         project_for(tmp_path, flags, config),
-        settings(platform, tmp_path),
+        settings(platform, tmp_path, REDIS_URL=redis_url),
         options,
         platform=platform,  # type: ignore[arg-type]
         python=python,

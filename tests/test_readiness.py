@@ -3,15 +3,18 @@ started at once both printed "ready" although one's Redis and the other's API co
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from python419.supervisor.readiness import http_ready, redis_owned_by
+from python419.supervisor.readiness import http_ready, tcp_ready
+from tests.plans import plan_for
 from tests.procs import RedisServer, free_port, wait_until
 
 
@@ -24,14 +27,28 @@ def stranger() -> Iterator[int]:
     proc.wait()
 
 
-def test_redis_is_ready_only_when_it_is_our_child(tmp_path: Path, stranger: int) -> None:
-    server = RedisServer(free_port(), tmp_path).start()
+def test_redis_is_ready_once_it_says_so_and_only_when_it_is_our_child(tmp_path: Path, stranger: int) -> None:
+    """The plan's Redis command line, run for real: it prints the line the manager waits for, then the port
+    check tells our Redis from anyone else's."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    spec = next(c for c in plan_for("linux", tmp_path, redis_url=url).children if c.kind == "redis")
+    assert spec.ready is not None and spec.ready.line and spec.ready.target == f"127.0.0.1:{port}"
+    argv = ["redis-server", *spec.argv[1:]]
+    Path(argv[argv.index("--dir") + 1]).mkdir(parents=True)  # as `p419 up` makes it
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
     try:
-        assert server.proc is not None
-        assert redis_owned_by(server.url, server.proc.popen.pid)
-        assert not redis_owned_by(server.url, stranger)  # answers PING, but it is not ours
+        printed = [lines.get(timeout=15)]
+        while not spec.ready.said_by(printed[-1]):
+            printed.append(lines.get(timeout=15))  # queue.Empty: Redis never said it
+        assert tcp_ready(spec.ready.target, proc.pid)
+        assert redis.Redis.from_url(url).ping()  # ready means it answers commands
+        assert not tcp_ready(spec.ready.target, stranger)  # answers, but it is not ours
     finally:
-        server.stop()
+        proc.kill()
+        proc.wait()
 
 
 def test_http_is_ready_only_from_a_port_our_child_listens_on(tmp_path: Path, stranger: int) -> None:

@@ -90,6 +90,7 @@ def test_safe_url_hides_passwords() -> None:
     assert safe_url("redis://:hunter2@host:6379/0") == "redis://:**@host:6379/0"  # kombu's sanitizer
     assert safe_url("redis://user:hunter2@host/0") == "redis://user:**@host/0"
     assert safe_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert "hunter2" not in safe_url("redis://host:6379/0?password=hunter2")  # a query may hold one too
     assert (
         safe_url("redis://:hunter2@host:99999999/0") == "redis://***@host:99999999/0"
     )  # malformed: no raise

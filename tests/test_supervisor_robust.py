@@ -255,11 +255,8 @@ STOP_CODES = {"api": -15, "redis": 0, "worker2": 3}
 
 
 class SlowDeathWorld(World):
-    def factory(self, spec: ChildSpec) -> FakeChild:
-        child = SlowDeathChild(spec, self)
-        self.children.setdefault(spec.name, []).append(child)
-        self.log.append(("start", spec.name, self.clock.now))
-        return child
+    def new_child(self, spec: ChildSpec) -> FakeChild:
+        return SlowDeathChild(spec, self)
 
 
 def test_a_double_interrupt_reports_the_whole_stop(tmp_path: Path) -> None:
@@ -325,7 +322,9 @@ def test_a_blocked_wait_returns_at_once_on_a_line_or_a_stop(tmp_path: Path) -> N
     """Real clock and queue: the loop sleeps in the queue, not in a tick; a stop request wakes it."""
     world = World()
     plan = world.manager(tmp_path).plan
-    manager = Manager(plan, world.factory, world.probe, world.events.append, idle_poll=30.0)
+    manager = Manager(
+        plan, world.factory, world.probe, world.events.append, lines=world.lines, idle_poll=30.0
+    )
     threading.Timer(0.3, manager.lines.put, args=(("api", "a line while idle"),)).start()
     threading.Timer(0.6, manager.request_stop, args=("received SIGTERM", 0)).start()
     began = time.monotonic()
@@ -344,7 +343,9 @@ def test_a_listener_that_raises_cannot_skip_the_stop_sequence(tmp_path: Path) ->
             raise SystemError("a printer bug")
 
     plan = world.manager(tmp_path).plan
-    manager = Manager(plan, world.factory, world.probe, emit, clock=world.clock, sleep=world.clock.sleep)
+    manager = Manager(
+        plan, world.factory, world.probe, emit, lines=world.lines, clock=world.clock, sleep=world.clock.sleep
+    )
     manager.stop_requested = lambda: manager.stack_ready
     with pytest.raises(SystemError, match="a printer bug"):
         manager.run()
@@ -367,7 +368,13 @@ def test_a_stop_that_fails_half_way_still_kills_every_child(tmp_path: Path) -> N
 
     plan = world.manager(tmp_path).plan
     manager = Manager(
-        plan, factory, world.probe, world.events.append, clock=world.clock, sleep=world.clock.sleep
+        plan,
+        factory,
+        world.probe,
+        world.events.append,
+        lines=world.lines,
+        clock=world.clock,
+        sleep=world.clock.sleep,
     )
     manager.stop_requested = lambda: manager.stack_ready
     with pytest.raises(RuntimeError, match="stop failed"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import queue
 from pathlib import Path
 
 import pytest
@@ -91,25 +92,61 @@ class World:
         self.children: dict[str, list[FakeChild]] = {}
         self.log: list[tuple[str, str, float]] = []
         self.events: list[ev.Event] = []
+        self.probed: list[tuple[str, float]] = []
+        self.silent: set[str] = set()  # start, but never print their readiness line (Readiness.line)
+        self.line_after: dict[str, float] = {}  # print it that long after starting (default: at once)
+        self.pending: list[tuple[float, str, str]] = []  # (when, child, line)
+        self.lines: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()  # what the children print
 
     def factory(self, spec: ChildSpec) -> FakeChild:
         if spec.name in self.unstartable:
             raise PermissionError(13, "Permission denied")
-        child = FakeChild(spec, self)
+        child = self.new_child(spec)
         if spec.name in self.crashing:
             child.code = 1
         self.children.setdefault(spec.name, []).append(child)
         self.log.append(("start", spec.name, self.clock.now))
+        if spec.ready is not None and spec.ready.line:
+            self.say(spec.name, "1:M 26 Nov 2026 21:00:00.000 * Server initialized")
+        if spec.ready is not None and spec.ready.line and spec.name not in self.silent:
+            said = "1:M 26 Nov 2026 21:00:00.001 * Ready to accept connections tcp"
+            if spec.name in self.line_after:
+                self.pending.append((self.clock.now + self.line_after[spec.name], spec.name, said))
+            else:
+                self.say(spec.name, said)
         return child
 
+    def new_child(self, spec: ChildSpec) -> FakeChild:
+        return FakeChild(spec, self)
+
+    def say(self, name: str, line: str) -> None:
+        self.lines.put((name, line))
+
+    def sleep(self, seconds: float) -> None:
+        """The manager's sleep: time passes, and the lines due by then are printed; as with the real queue, a
+        line ends the wait."""
+        first_line = min((at for at, _, _ in self.pending), default=float("inf"))
+        self.clock.sleep(max(0.0, min(seconds, first_line - self.clock.now)))
+        for due in [p for p in self.pending if p[0] <= self.clock.now]:
+            self.pending.remove(due)
+            self.say(due[1], due[2])
+
     def probe(self, spec: ChildSpec) -> bool:
+        self.probed.append((spec.name, self.clock.now))
         return spec.name not in self.unready
 
     def manager(self, tmp_path: Path, **kw: object) -> Manager:
         plan = plan_for("linux", tmp_path, Flags(workers=2))
         return Manager(
-            plan, self.factory, self.probe, self.events.append, clock=self.clock, sleep=self.clock.sleep, **kw
-        )  # type: ignore[arg-type]
+            plan,
+            self.factory,
+            self.probe,
+            self.events.append,
+            lines=self.lines,
+            clock=self.clock,
+            sleep=self.sleep,
+            **kw,  # type: ignore[arg-type]
+        )
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
@@ -139,6 +176,58 @@ def test_starts_all_in_parallel_gates_on_readiness_then_stops_in_waves(tmp_path:
     assert stops["worker1"] == stops["worker2"] == first
     assert first + 1.0 <= stops["redis"] <= first + 1.0 + 0.1
     assert all(e.expected for e in world.of(ev.Exited))
+
+
+def test_redis_is_probed_only_once_it_says_it_is_ready_and_then_at_once(tmp_path: Path) -> None:
+    world = World()
+    world.line_after = {"redis": 0.33}  # loading its data: the port may already accept, commands get -LOADING
+    manager = world.manager(tmp_path)
+    wake_ups_until_ready: list[int] = []
+
+    def stop_once_ready() -> bool:
+        if manager.stack_ready and not wake_ups_until_ready:
+            wake_ups_until_ready.append(manager.wake_ups)
+        return manager.stack_ready
+
+    manager.stop_requested = stop_once_ready
+    assert manager.run() == 0
+    assert wake_ups_until_ready[0] <= 10, "the loop spun while Redis was loading"
+    redis_probes = [at for name, at in world.probed if name == "redis"]
+    assert redis_probes and min(redis_probes) >= 0.33, "probed before Redis said it was ready"
+    # the line wakes the loop and is probed in the same pass, not at the next 50 ms probe tick
+    assert redis_probes[0] == pytest.approx(0.33, abs=0.002)
+    assert [e.name for e in world.of(ev.ChildReady)][-1] == "redis"
+
+
+def test_a_redis_that_never_says_it_is_ready_is_never_ready(tmp_path: Path) -> None:
+    world = World()
+    world.silent = {"redis"}
+    manager = world.manager(tmp_path, ready_timeout=3.0)
+    assert manager.run() == 1
+    assert "redis" not in {name for name, _ in world.probed}
+    [failed] = world.of(ev.Failed)
+    assert failed.name == "redis" and "not ready after 3s" in failed.reason
+    assert failed.tail[-1].endswith("Server initialized")
+
+
+def test_a_restarted_redis_must_say_it_again(tmp_path: Path) -> None:
+    world = World()
+    manager = world.manager(tmp_path)
+    said_once: list[bool] = []
+
+    def crash_redis_once_ready() -> bool:
+        redis = world.children["redis"]
+        if manager.stack_ready and len(redis) == 1:
+            redis[0].code = 1  # crashes; its restart prints nothing this time
+            world.silent = {"redis"}
+        elif len(redis) == 2:
+            said_once.append(manager.states["redis"].said_ready)
+        return world.clock.now > 5.0
+
+    manager.stop_requested = crash_redis_once_ready
+    assert manager.run() == 0
+    assert len(world.children["redis"]) == 2 and said_once and not any(said_once)
+    assert not manager.states["redis"].ready, "a restart that never printed its line was taken for ready"
 
 
 def test_crash_is_restarted_with_backoff_then_given_up(tmp_path: Path) -> None:

@@ -63,12 +63,18 @@ class ChildState:
     backoff: Backoff = field(default_factory=Backoff)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     next_probe: float = 0.0
+    said_ready: bool = False  # printed its readiness line (Readiness.line), since this start
     restart_by: float | None = None  # a restart we asked for: stopping warmly until then, then killed
     parked: bool = False  # cannot load the app under --reload: down until the next change
 
     @property
     def running(self) -> bool:
         return self.child is not None and self.child.poll() is None
+
+    @property
+    def awaiting_line(self) -> bool:
+        """Not probed until it prints its readiness line; the line itself wakes the loop (see _line)."""
+        return self.spec.ready is not None and self.spec.ready.line is not None and not self.said_ready
 
 
 class Manager:
@@ -224,7 +230,7 @@ class Manager:
                 due.append(state.restart_by)
             if state.restart_at is not None:
                 due.append(state.restart_at)
-            elif not state.ready and state.child is not None:
+            elif not state.ready and state.child is not None and not state.awaiting_line:
                 due.append(state.next_probe)
         if not self.stack_ready:
             due.append(began + self.ready_timeout + MIN_WAIT)
@@ -233,6 +239,7 @@ class Manager:
     def _start(self, state: ChildState) -> bool:
         state.restart_at = None
         state.ready = False
+        state.said_ready = False
         if state.spec.ready_file is not None:
             state.spec.ready_file.unlink(missing_ok=True)
         try:
@@ -285,6 +292,8 @@ class Manager:
     def _probe_readiness(self, now: float, began: float) -> None:
         for state in self.states.values():
             if state.ready or not state.running or now < state.next_probe:
+                continue
+            if state.awaiting_line:
                 continue
             state.next_probe = now + PROBE_EVERY
             if self.probe(state.spec):
@@ -374,6 +383,8 @@ class Manager:
         state = self.states.get(name)
         if state is not None:
             state.tail.append(line)
+            if state.awaiting_line and state.spec.ready is not None and state.spec.ready.said_by(line):
+                state.said_ready, state.next_probe = True, 0.0  # probed in this same pass of the loop
         self._emit(ev.Output(name, line))
         return 1
 

@@ -30,7 +30,7 @@ from python419.project import Project
 from python419.settings import BrokerMode, Settings
 
 Kind = Literal["redis", "api", "worker", "beat", "flower"]
-ReadyKind = Literal["redis", "http", "tcp", "file"]
+ReadyKind = Literal["http", "tcp", "file"]
 
 # Stop order, in waves: everything that uses the broker stops together (workers warmly: each finishes the task in
 # hand, publishing its result; the API finishes the requests in flight, whose products are in the outbox anyway),
@@ -62,7 +62,19 @@ class Readiness:
     """How the supervisor knows a child is ready, and that the server answering is this child."""
 
     kind: ReadyKind
-    target: str  # a Redis URL, an http URL, host:port, or a file path
+    target: str  # an http URL, host:port, or a file path
+    line: str | None = None  # probed only once the child has printed a line containing this (any case)
+
+    def said_by(self, line: str) -> bool:
+        return self.line is not None and self.line in line.casefold()
+
+
+# Redis prints this once its data is loaded (before that it answers -LOADING): Redis 2.8 to 7.x, and the
+# Windows ports ("The server is now ready to accept connections on port 6379"). p419 writes Redis's command line
+# and config, so the line is always printed (log level notice, to stdout). The port check that follows makes it
+# our Redis. It replaced an `INFO server` through redis-py, whose import alone cost the supervisor ~0.1 s of CPU
+# while the API and the workers were importing on the same two cores.
+REDIS_READY_LINE = "ready to accept connections"
 
 
 @dataclass(frozen=True)
@@ -152,13 +164,16 @@ def redis_config_path(redis_dir: Path) -> Path:
     return redis_dir / "p419-redis.conf"
 
 
+def redis_address(url: str) -> tuple[str, int]:
+    """Where a Redis that p419 starts for `url` listens: the URL's loopback address (localhost: 127.0.0.1)."""
+    parts = urlsplit(url)
+    host = parts.hostname if is_loopback_host(parts.hostname) and parts.hostname != "localhost" else None
+    return host or "127.0.0.1", parts.port or 6379
+
+
 def redis_argv(binary: str, url: str, redis_dir: Path) -> list[str]:
     """Bound to the URL's loopback address and port, AOF on so queued tasks survive a Redis restart."""
-    parts = urlsplit(url)
-    port = parts.port or 6379
-    host = (
-        parts.hostname if is_loopback_host(parts.hostname) and parts.hostname != "localhost" else "127.0.0.1"
-    )
+    host, port = redis_address(url)
     config = [str(redis_config_path(redis_dir))] if redis_config(url) else []
     return [
         binary,
@@ -267,11 +282,18 @@ def build_plan(
             )
     if broker.kind == "start-redis" and redis_binary:
         argv = redis_argv(redis_binary, target.url, settings.redis_dir)
+        host, port = redis_address(target.url)
         if orphan_guard(platform) == "watchdog":
             # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
             argv = [python, "-m", "python419.supervisor.guard", *argv]
         children.append(
-            ChildSpec("redis", "redis", argv, ready=Readiness("redis", target.url), shutdown_url=target.url)
+            ChildSpec(
+                "redis",
+                "redis",
+                argv,
+                ready=Readiness("tcp", f"{host}:{port}", line=REDIS_READY_LINE),
+                shutdown_url=target.url,
+            )
         )
 
     api_url = http_url(settings.api_host, settings.api_port)
@@ -447,6 +469,6 @@ def plan_lines(plan: Plan) -> list[str]:
         if child.env:
             lines.append(f"{pad}  env: " + " ".join(f"{k}={v}" for k, v in child.env.items()))
         if child.ready is not None:
-            shown = safe_url(child.ready.target) if child.ready.kind == "redis" else child.ready.target
-            lines.append(f"{pad}  ready: {child.ready.kind} {shown}")
+            said = f' once it prints "{child.ready.line}"' if child.ready.line else ""
+            lines.append(f"{pad}  ready: {child.ready.kind} {child.ready.target}{said}")
     return lines

@@ -1,7 +1,8 @@
 """Is a child ready, and is the server that answers really that child? Short, cheap probes.
 
-- redis: PING, then `INFO server`'s process_id must be the child (or a process under it: the macOS guard);
-  otherwise another stack's Redis on the same port would answer for a child that could not bind.
+- Redis (tcp, after its "Ready to accept connections" line: see plan.REDIS_READY_LINE): the port accepts and
+  the child's tree listens on it; otherwise another stack's Redis on the same port would answer for a child that
+  could not bind.
 - http: any answer below 500 on the ready path, from a port that the child's process tree listens on.
 - tcp: the port accepts, and the child's tree listens on it (`api_command` servers).
 - file: the worker wrote its pid there on Celery's worker_ready (no 1-second `inspect ping`).
@@ -21,7 +22,6 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from python419.broker import redis_client, redis_listens
 from python419.ports import accepts
 from python419.supervisor.plan import ChildSpec, Readiness
 
@@ -66,19 +66,6 @@ def owns_port(pid: int, port: int) -> bool:
     return not holders or bool(holders & pids)
 
 
-def redis_owned_by(url: str, pid: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    if not redis_listens(url):
-        return False
-    import redis  # once Redis listens (importing redis-py costs ~0.1 s of the supervisor's start)
-
-    try:
-        with redis_client(url, timeout) as client:
-            info = client.info("server")
-    except (redis.RedisError, OSError):
-        return False
-    return int(info.get("process_id", -1)) in tree_pids(pid)
-
-
 def http_ready(url: str, pid: int) -> bool:
     """Any answer below 500 on the ready path (the standard library's client: no client object, no SSL context
     for a plain-HTTP probe of a loopback port)."""
@@ -112,7 +99,6 @@ def file_ready(path: str, pid: int) -> bool:
 
 
 CHECKS: dict[str, Callable[[str, int], bool]] = {
-    "redis": redis_owned_by,
     "http": http_ready,
     "tcp": tcp_ready,
     "file": file_ready,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import queue
 import signal
@@ -132,6 +133,14 @@ def watch_for_changes(
     emit(ev.Note(f"reload: watching .py files under {', '.join(map(str, folders))}"))
 
 
+def warm_for_stop(plan: Plan) -> None:
+    """Import redis-py while the stack idles, for the SHUTDOWN that stops our Redis. Nothing needs it before:
+    Redis's readiness is its log line. Imported at the stop instead, it put ~0.08 s between the workers' exit and
+    Redis's (scripts/bench, stop row: redis-server gone 0.48 s after Ctrl+C, the worker 0.40 s)."""
+    if any(child.shutdown_url for child in plan.children) and "redis" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("redis",), name="p419-warm", daemon=True).start()
+
+
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
     run_dir = plan.run_dir
     lock = UpLock(run_dir, detect_platform())
@@ -172,6 +181,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     def emit(event: ev.Event) -> None:
         printer.handle(event)
         state.handle(event)
+        if isinstance(event, ev.StackReady):
+            warm_for_stop(plan)
 
     manager = Manager(
         plan,

@@ -41,21 +41,43 @@ def test_which_celery_command_lines_the_launcher_starts_itself(
     assert launch.direct_worker_args(args) == expected
 
 
-def test_a_worker_on_redis_gets_a_short_brpop_unless_the_app_chose_one() -> None:
-    environ = {stackenv.BROKER: "redis"}
+def test_on_redis_the_apps_transport_options_stand() -> None:
     app = Celery("t", set_as_current=False)
     app.conf.broker_transport_options = {"visibility_timeout": 60}
-    launch.configure_for_stack(app, environ, worker=True)
-    assert app.conf.broker_transport_options == {"visibility_timeout": 60, "polling_interval": 0.25}
+    launch.configure_for_stack(app, {stackenv.BROKER: "redis"})
+    assert app.conf.broker_transport_options == {"visibility_timeout": 60}
 
-    chosen = Celery("t", set_as_current=False)
-    chosen.conf.broker_transport_options = {"polling_interval": 2}
-    launch.configure_for_stack(chosen, environ, worker=True)
-    assert chosen.conf.broker_transport_options == {"polling_interval": 2}
 
-    api_side = Celery("t", set_as_current=False)
-    launch.configure_for_stack(api_side, environ, worker=False)  # only the BRPOP loop of a worker needs it
-    assert not api_side.conf.broker_transport_options
+def test_an_idle_worker_stops_without_sitting_out_its_brpop(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """kombu closes a channel only once the BRPOP in flight has answered; the launcher ends that BRPOP with
+    CLIENT UNBLOCK. With a 60 s BRPOP the stop would otherwise take up to a minute."""
+    broker = redis_server.url.rsplit("/", 1)[0] + "/11"
+    ready = tmp_path / "report.txt"
+    app = APP.format(url=broker, out=str(ready))
+    app += '\napp.conf.broker_transport_options = {"polling_interval": 60}\n'
+    (tmp_path / "directapp.py").write_text(app)
+    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
+    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "-n", "idle@%h"]
+    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), (tmp_path / "worker.log").read_text()
+        time.sleep(1.0)  # in its BRPOP by now
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+        assert time.monotonic() - asked < 20, "the stop waited for the 60 s BRPOP to time out"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 APP = """

@@ -138,7 +138,9 @@ def warm_for_stop(plan: Plan) -> None:
     Redis's readiness is its log line. Imported at the stop instead, it put ~0.08 s between the workers' exit and
     Redis's (scripts/bench, stop row: redis-server gone 0.48 s after Ctrl+C, the worker 0.40 s)."""
     if any(child.shutdown_url for child in plan.children) and "redis" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("redis",), name="p419-warm", daemon=True).start()
+        threading.Thread(
+            target=importlib.import_module, args=("redis",), name="p419-warm", daemon=True
+        ).start()
 
 
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 
 from python419 import launch, stackenv
 from tests.conftest import clean_environ
-from tests.procs import RedisServer
+from tests.procs import RedisServer, free_port, wait_until
 
 
 @pytest.mark.parametrize(
@@ -78,6 +80,57 @@ def test_an_idle_worker_stops_without_sitting_out_its_brpop(
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_unblock_ends_exactly_the_waiting_connections_brpop(tmp_path: Path, host: str) -> None:
+    """Found by its address in CLIENT LIST (IPv6 in brackets there), ended as a timeout, and the connection
+    that asked is closed again."""
+    port = free_port()
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "::1",
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    watcher = redis.Redis(host="127.0.0.1", port=port)
+    waiter = redis.Redis(host=host, port=port, single_connection_client=True, socket_timeout=90)
+    bystander = redis.Redis(host=host, port=port, single_connection_client=True, socket_timeout=90)
+    got: dict[str, object] = {}
+
+    def wait(name: str, client: redis.Redis) -> None:
+        began = time.monotonic()
+        got[name] = (client.brpop(["nothing-here"], timeout=60), time.monotonic() - began)
+
+    try:
+        assert wait_until(watcher.ping, 10)
+        threads = [
+            threading.Thread(target=wait, args=(n, c), daemon=True)
+            for n, c in (("w", waiter), ("b", bystander))
+        ]
+        for thread in threads:
+            thread.start()
+        assert wait_until(lambda: sum(c["cmd"] == "brpop" for c in watcher.client_list()) == 2, 10)
+        clients = len(watcher.client_list())
+        launch.unblock_client_at(waiter.connection_pool, waiter.connection._sock.getsockname())
+        threads[0].join(10)
+        value, took = got["w"]  # type: ignore[misc]
+        assert value is None and took < 10, got  # as if it had timed out, not after 60 s
+        assert "b" not in got, "another client's BRPOP was ended too"
+        assert len(watcher.client_list()) == clients, "the connection that unblocked was left open"
+        watcher.lpush("nothing-here", "for the bystander")
+        threads[1].join(10)
+        assert got["b"][0] == (b"nothing-here", b"for the bystander")  # type: ignore[index]
+    finally:
+        server.kill()
+        server.wait()
 
 
 APP = """

@@ -66,7 +66,7 @@ class Readiness:
     line: str | None = None  # probed only once the child has printed a line containing this (any case)
 
     def said_by(self, line: str) -> bool:
-        return self.line is not None and self.line in line.casefold()
+        return self.line is not None and self.line.casefold() in line.casefold()
 
 
 # Redis prints this once its data is loaded (before that it answers -LOADING): Redis 2.8 to 7.x, and the

@@ -121,6 +121,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logdir: Path, cwd: Pa
 class RedisServer:
     port: int
     logdir: Path
+    binds: tuple[str, ...] = ("127.0.0.1",)
     proc: Proc | None = None
 
     @property
@@ -133,7 +134,7 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            *self.binds,
             "--save",
             "",
             "--appendonly",

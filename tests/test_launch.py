@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from celery import Celery
 
 from python419 import launch, stackenv
 from tests.conftest import clean_environ
-from tests.procs import RedisServer, free_port, wait_until
+from tests.procs import Proc, RedisServer, free_port, spawn, wait_until
 
 
 @pytest.mark.parametrize(
@@ -55,51 +57,21 @@ def test_an_idle_worker_stops_without_sitting_out_its_brpop(
 ) -> None:
     """kombu closes a channel only once the BRPOP in flight has answered; the launcher ends that BRPOP with
     CLIENT UNBLOCK. With a 60 s BRPOP the stop would otherwise take up to a minute."""
-    broker = redis_server.url.rsplit("/", 1)[0] + "/11"
-    ready = tmp_path / "report.txt"
-    app = APP.format(url=broker, out=str(ready))
-    app += '\napp.conf.broker_transport_options = {"polling_interval": 60}\n'
-    (tmp_path / "directapp.py").write_text(app)
-    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
-    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "-n", "idle@%h"]
-    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), (tmp_path / "worker.log").read_text()
+    slow_poll = 'app.conf.broker_transport_options = {"polling_interval": 60}\n'
+    with direct_worker(redis_server, 11, tmp_path, "idle", app_tail=slow_poll) as worker:
         time.sleep(1.0)  # in its BRPOP by now
         asked = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=90) == 0
+        worker.popen.send_signal(signal.SIGTERM)
+        assert worker.popen.wait(timeout=90) == 0
         assert time.monotonic() - asked < 20, "the stop waited for the 60 s BRPOP to time out"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_the_unblock_ends_exactly_the_waiting_connections_brpop(tmp_path: Path, host: str) -> None:
     """Found by its address in CLIENT LIST (IPv6 in brackets there), ended as a timeout, and the connection
     that asked is closed again."""
-    port = free_port()
-    argv = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "::1",
-        "--save",
-        "",
-        "--dir",
-        str(tmp_path),
-    ]
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    server = RedisServer(free_port(), tmp_path, binds=("127.0.0.1", "::1")).start()
+    port = server.port
     watcher = redis.Redis(host="127.0.0.1", port=port)
     waiter = redis.Redis(host=host, port=port, single_connection_client=True, socket_timeout=90)
     bystander = redis.Redis(host=host, port=port, single_connection_client=True, socket_timeout=90)
@@ -110,7 +82,6 @@ def test_the_unblock_ends_exactly_the_waiting_connections_brpop(tmp_path: Path, 
         got[name] = (client.brpop(["nothing-here"], timeout=60), time.monotonic() - began)
 
     try:
-        assert wait_until(watcher.ping, 10)
         threads = [
             threading.Thread(target=wait, args=(n, c), daemon=True)
             for n, c in (("w", waiter), ("b", bystander))
@@ -129,8 +100,7 @@ def test_the_unblock_ends_exactly_the_waiting_connections_brpop(tmp_path: Path, 
         threads[1].join(10)
         assert got["b"][0] == (b"nothing-here", b"for the bystander")  # type: ignore[index]
     finally:
-        server.kill()
-        server.wait()
+        server.stop()
 
 
 APP = """
@@ -173,35 +143,40 @@ def report(**_):
 """
 
 
+@contextlib.contextmanager
+def direct_worker(
+    redis_server: RedisServer, db: int, tmp_path: Path, name: str, *options: str, app_tail: str = ""
+) -> Iterator[Proc]:
+    """APP's solo worker through the launcher on Redis database `db`, ready (its report written); killed on
+    the way out if a test left it running. Its report is tmp_path/report.txt, its log `.output()`."""
+    broker = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    report = tmp_path / "report.txt"
+    (tmp_path / "directapp.py").write_text(APP.format(url=broker, out=str(report)) + app_tail)
+    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
+    argv += ["--pool=solo", "--without-mingle", "--without-gossip", *options, "-n", f"{name}@%h"]
+    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
+    worker = spawn("worker", argv, env, tmp_path, cwd=tmp_path)
+    try:
+        wait_until(lambda: report.exists() or worker.popen.poll() is not None, 60)
+        assert report.exists(), worker.output()
+        yield worker
+    finally:
+        if worker.popen.poll() is None:
+            worker.popen.kill()
+            worker.popen.wait()
+
+
 def test_the_launcher_runs_celerys_own_worker_command_with_the_apps_options(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """`-A app worker ...` starts Celery's worker command without the `celery` group (and its plugins) in front,
     with the app's own worker options, and stops warmly on SIGTERM with Celery's exit status."""
-    out = tmp_path / "report.txt"
-    (tmp_path / "directapp.py").write_text(
-        APP.format(url=redis_server.url.rsplit("/", 1)[0] + "/9", out=str(out))
-    )
-    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
-    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "--greeting", "hello", "-n", "direct@%h"]
-    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert out.exists(), (tmp_path / "worker.log").read_text()
+    with direct_worker(redis_server, 9, tmp_path, "direct", "--greeting", "hello") as worker:
         time.sleep(0.1)  # the report is written once; let it land
-        assert out.read_text() == "hello False TaskPool"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    assert "Warm shutdown" in (tmp_path / "worker.log").read_text()
+        assert (tmp_path / "report.txt").read_text() == "hello False TaskPool"
+        worker.popen.send_signal(signal.SIGTERM)
+        assert worker.popen.wait(timeout=30) == 0
+    assert "Warm shutdown" in worker.output()
 
 
 def test_an_unknown_worker_option_is_celerys_usage_error(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -233,32 +208,15 @@ def test_sigterm_mid_task_lets_the_task_finish_and_an_idle_worker_stop_at_once(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """The launcher's quick stop when idle must not cut a task short: Celery's warm shutdown finishes it."""
-    broker = redis_server.url.rsplit("/", 1)[0] + "/10"
-    ready = tmp_path / "report.txt"
-    (tmp_path / "directapp.py").write_text(APP.format(url=broker, out=str(ready)))
-    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
-    argv += ["--pool=solo", "--without-mingle", "--without-gossip", "-n", "slow@%h"]
-    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     result = tmp_path / "task-result"
-    client = Celery("t", broker=broker, set_as_current=False)
+    client = Celery("t", broker=redis_server.url.rsplit("/", 1)[0] + "/10", set_as_current=False)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), (tmp_path / "worker.log").read_text()
-        client.send_task("slow", args=[str(result)])
-        started = Path(str(result) + ".started")
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert started.exists(), (tmp_path / "worker.log").read_text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        assert result.read_text() == "done"  # finished, not cut short
+        with direct_worker(redis_server, 10, tmp_path, "slow") as worker:
+            client.send_task("slow", args=[str(result)])
+            started = Path(str(result) + ".started")
+            assert wait_until(started.exists, 60), worker.output()
+            worker.popen.send_signal(signal.SIGTERM)
+            assert worker.popen.wait(timeout=30) == 0
+            assert result.read_text() == "done"  # finished, not cut short
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()

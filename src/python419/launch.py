@@ -208,9 +208,8 @@ def unblock_brpop(consumer: Any) -> None:
         return
     for channel in channels:
         with contextlib.suppress(Exception):
-            in_poll = getattr(
-                channel, "_in_poll", None
-            )  # kombu: False, or the connection a BRPOP was sent on
+            # kombu's _in_poll: False, or the connection its BRPOP was sent on
+            in_poll = getattr(channel, "_in_poll", None)
             if in_poll:
                 unblock_client_at(channel.client.connection_pool, in_poll._sock.getsockname())
 

@@ -291,9 +291,7 @@ class Manager:
 
     def _probe_readiness(self, now: float, began: float) -> None:
         for state in self.states.values():
-            if state.ready or not state.running or now < state.next_probe:
-                continue
-            if state.awaiting_line:
+            if state.ready or state.awaiting_line or not state.running or now < state.next_probe:
                 continue
             state.next_probe = now + PROBE_EVERY
             if self.probe(state.spec):

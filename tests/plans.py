@@ -48,6 +48,7 @@ def plan_for(
         options,
         platform=platform,  # type: ignore[arg-type]
         python=python,
+        own_python="p419-python",
         broker=broker,
         redis_binary=redis_binary,
         supervisor_pid=supervisor_pid,

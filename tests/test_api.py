@@ -152,6 +152,92 @@ def test_openapi_declares_every_status_the_api_answers(api: httpx.Client) -> Non
     assert header and header[0]["in"] == "header"
 
 
+def conforms(value: object, schema: dict, document: dict) -> bool:
+    """Enough of JSON Schema for FastAPI's documents: $ref, anyOf/oneOf, type, required, properties, items."""
+    if "$ref" in schema:
+        return conforms(value, document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], document)
+    if "anyOf" in schema:
+        return any(conforms(value, option, document) for option in schema["anyOf"])
+    if "oneOf" in schema:
+        return sum(conforms(value, option, document) for option in schema["oneOf"]) == 1
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+        "null": type(None),
+    }
+    if "type" in schema and (
+        not isinstance(value, kinds[schema["type"]])
+        or (isinstance(value, bool) and schema["type"] in ("integer", "number"))
+    ):
+        return False
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return set(schema.get("required", ())) <= set(value) and all(
+            conforms(v, properties[k], document) for k, v in value.items() if k in properties
+        )
+    if isinstance(value, list) and "items" in schema:
+        return all(conforms(v, schema["items"], document) for v in value)
+    return True
+
+
+def test_every_422_of_post_products_matches_its_declared_schema(api: httpx.Client) -> None:
+    """The Idempotency-Key conflict's detail is a string, not FastAPI's list (schemathesis: "Response violates
+    schema"): the 422 declared must accept both."""
+    import uuid
+
+    key = f"conflict-{uuid.uuid4()}"
+    assert api.post("/products", json={"name": "x", "price": 1}, headers={"Idempotency-Key": key}).is_success
+    answers = {
+        "conflict": api.post("/products", json={"name": "x", "price": 2}, headers={"Idempotency-Key": key}),
+        "body": api.post("/products", json={"name": ""}),
+        "header": api.post(
+            "/products", json={"name": "x", "price": 1}, headers={"Idempotency-Key": "x" * 256}
+        ),
+    }
+    document = api.get("/openapi.json").json()
+    declared = document["paths"]["/products"]["post"]["responses"]["422"]
+    schema = declared["content"]["application/json"]["schema"]
+    for kind, answer in answers.items():
+        assert answer.status_code == 422, (kind, answer.text)
+        assert conforms(answer.json(), schema, document), f"{kind}: {answer.text} is not {schema}"
+    assert isinstance(answers["conflict"].json()["detail"], str)
+    assert not conforms({"detail": 1}, schema, document)  # the check itself can fail
+
+
+@pytest.mark.parametrize("price", [False, True, "1.5"])
+def test_a_price_must_be_a_json_number(api: httpx.Client, price: object) -> None:
+    """`false` was taken as a price of 0.0 (201): the document says number, and a boolean is not one."""
+    response = api.post("/products", json={"name": "not a price", "price": price})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "price"]
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["ProductIn"]["properties"]["price"]["type"] == "number"
+    assert api.post("/products", json={"name": "int price", "price": 3}).json()["price"] == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/products", {"GET", "POST"}),
+        ("DELETE", "/products", {"GET", "POST"}),
+        ("PUT", "/products", {"GET", "POST"}),
+        ("DELETE", "/products/1", {"GET"}),
+    ],
+)
+def test_405_allows_every_method_of_the_path(
+    api: httpx.Client, method: str, path: str, allowed: set[str]
+) -> None:
+    """Starlette's Allow named the first route on the path only (`OPTIONS /products`: POST, not GET)."""
+    response = api.request(method, path)
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
 def test_health_says_no_live_worker_within_seconds_of_the_last_one_dying(make_stack) -> None:
     import time
 

@@ -31,7 +31,7 @@ def test_worker_dry_run_on_windows_shows_solo(tmp_path: Path) -> None:
     assert "pool=solo" in done.stdout and "fork()" in done.stdout
     command = done.stdout.strip().splitlines()[-1]
     # the same command `p419 up` runs for a worker: the plain celery command line behind the launcher
-    assert "-m python419.launch celery -A python419.tasks.celery_app worker --pool=solo" in command
+    assert "launch/__main__.py celery -A python419.tasks.celery_app worker --pool=solo" in command
     assert "prefork" not in command
     assert "not reliable on Windows" in done.stderr and "p419 up --workers N" in done.stderr
 
@@ -58,7 +58,7 @@ def test_worker_warns_that_solo_ignores_concurrency(tmp_path: Path) -> None:
     env = {**clean_environ(), "P419_PLATFORM": "linux"}
     done = p419("worker", "--dry-run", "--pool", "solo", "--concurrency", "4", env=env, cwd=tmp_path)
     assert done.returncode == 0 and "--concurrency=1" in done.stdout
-    assert "--concurrency 4 has no effect on the solo pool" in done.stderr
+    assert "concurrency 4 has no effect on the solo pool" in done.stderr
 
 
 def test_worker_rejects_unknown_pool(tmp_path: Path) -> None:
@@ -144,3 +144,21 @@ def test_send_without_a_worker_times_out_with_a_hint(redis_server, tmp_path: Pat
 def test_send_missing_argument_is_usage_error(tmp_path: Path) -> None:
     done = p419("send", cwd=tmp_path)
     assert done.returncode == 2 and "Missing argument" in done.stderr
+
+
+def test_worker_runs_the_command_up_runs_for_the_first_group(tmp_path: Path) -> None:
+    """One function builds a worker's command: a pool and concurrency from the config reach `p419 worker`
+    exactly as they reach `p419 up` (it showed --pool=prefork and no concurrency)."""
+    (tmp_path / "tasks.py").write_text("from celery import Celery\ncelery = Celery('t')\n")
+    (tmp_path / "p419.toml").write_text(
+        'celery = "tasks.celery"\n\n[[workers]]\nname = "io"\npool = "threads"\nconcurrency = 4\nqueues = ["q1"]\n'
+    )
+    env = {**clean_environ(), "P419_PLATFORM": "linux"}
+    up = p419("up", "--dry-run", env=env, cwd=tmp_path)
+    worker = p419("worker", "--dry-run", "--hostname", "io1@%h", env=env, cwd=tmp_path)
+    assert up.returncode == 0 and worker.returncode == 0, up.stderr + worker.stderr
+    [from_up] = [line.split(": ", 1)[1] for line in up.stdout.splitlines() if line.startswith("io1: ")]
+    from_worker = worker.stdout.strip().splitlines()[-1]
+    assert from_worker == from_up
+    assert "--pool=threads" in from_worker and "--concurrency=4" in from_worker and "-Q q1" in from_worker
+    assert "pool in p419.toml threads" in worker.stdout  # where the pool came from, not "--pool"

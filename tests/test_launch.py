@@ -15,7 +15,8 @@ import pytest
 import redis
 from celery import Celery
 
-from python419 import launch, stackenv
+from python419.launch import child as launch
+from python419.launch import contract
 from tests.conftest import clean_environ
 from tests.procs import Proc, RedisServer, free_port, spawn, wait_until
 
@@ -48,7 +49,7 @@ def test_which_celery_command_lines_the_launcher_starts_itself(
 def test_on_redis_the_apps_transport_options_stand() -> None:
     app = Celery("t", set_as_current=False)
     app.conf.broker_transport_options = {"visibility_timeout": 60}
-    launch.configure_for_stack(app, {stackenv.BROKER: "redis"})
+    launch.configure_for_stack(app, {contract.BROKER: "redis"})
     assert app.conf.broker_transport_options == {"visibility_timeout": 60}
 
 
@@ -152,9 +153,9 @@ def direct_worker(
     broker = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
     report = tmp_path / "report.txt"
     (tmp_path / "directapp.py").write_text(APP.format(url=broker, out=str(report)) + app_tail)
-    argv = [sys.executable, "-m", "python419.launch", "celery", "-A", "directapp", "worker"]
+    argv = [*contract.launcher_argv(sys.executable), "celery", "-A", "directapp", "worker"]
     argv += ["--pool=solo", "--without-mingle", "--without-gossip", *options, "-n", f"{name}@%h"]
-    env = clean_environ() | {stackenv.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
+    env = clean_environ() | {contract.BROKER: "redis", "PYTHONUNBUFFERED": "1"}
     worker = spawn("worker", argv, env, tmp_path, cwd=tmp_path)
     try:
         wait_until(lambda: report.exists() or worker.popen.poll() is not None, 60)
@@ -184,9 +185,7 @@ def test_an_unknown_worker_option_is_celerys_usage_error(redis_server: RedisServ
         APP.format(url=redis_server.url.rsplit("/", 1)[0] + "/9", out=str(tmp_path / "x"))
     )
     argv = [
-        sys.executable,
-        "-m",
-        "python419.launch",
+        *contract.launcher_argv(sys.executable),
         "celery",
         "-A",
         "directapp",

@@ -82,3 +82,50 @@ def test_every_child_is_put_in_the_job_object(tmp_path) -> None:
     assert job.assigned == [child.pid]
     assert lines.get(timeout=10) == ("echo", "hello from the child")
     assert wait_until(lambda: child.poll() == 0, 10)
+
+
+STAND_IN = """
+import os, subprocess, sys, time
+from pathlib import Path
+from python419.broker import make_embedded_folders
+from python419.supervisor.plan import UpOptions
+from tests.plans import plan_for
+
+root = Path(sys.argv[1])
+plan = plan_for("linux", root, config={"celery": "tinyapp.celery", "workers": 1}, mode="embedded",
+                python=sys.executable, supervisor_pid=os.getpid(), options=UpOptions(grace=1.0))
+make_embedded_folders(plan.target)
+[worker] = plan.by_kind("worker")
+# No parent-death signal here (p419's process layer would set one on Linux): only the watchdog can act.
+child = subprocess.Popen(worker.argv, env={**os.environ, **plan.env, **worker.env}, cwd=worker.cwd,
+                         start_new_session=True, stdout=open(root / "worker.log", "w"), stderr=subprocess.STDOUT)
+print(child.pid, worker.ready.target, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_launcher_started_with_the_plans_environment_runs_the_watchdog(tmp_path) -> None:
+    """The orphan watchdog reads the supervisor's pid from the variable the plan sets (a name spelled twice
+    once left it dead): a real worker launched with the plan's own environment goes when its supervisor is
+    killed -9, with no parent-death signal to help."""
+    from pathlib import Path
+
+    (tmp_path / "tinyapp.py").write_text("from celery import Celery\ncelery = Celery('tiny')\n")
+    repo = Path(__file__).resolve().parents[1]
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, str(tmp_path)], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    worker = None
+    try:
+        pid_text, ready = stand_in.stdout.readline().split()  # type: ignore[union-attr]
+        worker = psutil.Process(int(pid_text))
+        assert wait_until(lambda: Path(ready).exists(), 60), (tmp_path / "worker.log").read_text()
+        stand_in.kill()
+        stand_in.wait()
+        gone = lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE  # noqa: E731
+        assert wait_until(gone, 15), (tmp_path / "worker.log").read_text()
+        assert "Warm shutdown" in (tmp_path / "worker.log").read_text()  # it stopped warmly
+    finally:
+        stand_in.kill()
+        if worker is not None and worker.is_running():
+            worker.kill()

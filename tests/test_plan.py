@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from python419.launch import contract
 from python419.platforms import CREATE_NEW_PROCESS_GROUP
 from python419.project import Flags
 from python419.supervisor.plan import PlanError, choose_broker, plan_lines, redis_config
@@ -41,10 +42,8 @@ def test_windows_plan_is_solo_one_process_per_unit_of_concurrency(tmp_path: Path
     )
     assert [c.name for c in plan.children] == ["redis", "api", "worker1", "worker2", "worker3", "worker4"]
     for n, worker in enumerate(plan.by_kind("worker"), start=1):
-        assert worker.argv[:6] == [
-            "C:\\py\\python.exe",
-            "-m",
-            "python419.launch",
+        assert worker.argv[:5] == [
+            *contract.launcher_argv("C:\\py\\python.exe"),
             "celery",
             "-A",
             "python419.tasks.celery_app",
@@ -88,7 +87,12 @@ def test_linux_plan_embedded_prefork_and_queues(tmp_path: Path) -> None:
 def test_macos_wraps_redis_in_the_guard(tmp_path: Path) -> None:
     plan = plan_for("macos", tmp_path)
     assert plan.orphan_guard == "watchdog"
-    assert plan.by_kind("redis")[0].argv[:4] == ["py", "-m", "python419.supervisor.guard", "redis-server"]
+    assert plan.by_kind("redis")[0].argv[:4] == [
+        "p419-python",
+        "-m",
+        "python419.supervisor.guard",
+        "redis-server",
+    ]  # p419's own
     assert plan_for("linux", tmp_path).by_kind("redis")[0].argv[0] == "redis-server"
 
 
@@ -116,7 +120,7 @@ def test_only_workers_joins_a_remote_stack_and_refuses_the_embedded_broker(tmp_p
 def test_beat_and_flower(tmp_path: Path) -> None:
     plan = plan_for("windows", tmp_path, config={"celery": "main.celery", "api": "main:app", "beat": True})
     [beat] = plan.by_kind("beat")
-    assert beat.argv[3:7] == ["celery", "-A", "main.celery", "beat"]
+    assert beat.argv[2:6] == ["celery", "-A", "main.celery", "beat"]
     assert beat.argv[beat.argv.index("--schedule") + 1] == str(tmp_path / "beat" / "celerybeat-schedule")
     assert "--pidfile" not in " ".join(beat.argv) and beat.env["P419_STACK_BEAT_LOCK"] == str(
         tmp_path / "beat"
@@ -136,9 +140,7 @@ def test_user_project_plan(tmp_path: Path) -> None:
     plan = plan_for("linux", tmp_path, config=config, mode="embedded")
     api = plan.by_kind("api")[0]
     assert api.argv == [
-        "py",
-        "-m",
-        "python419.launch",
+        *contract.launcher_argv("py"),
         "uvicorn",
         "main:app",
         "--host",
@@ -151,7 +153,7 @@ def test_user_project_plan(tmp_path: Path) -> None:
     assert [c.name for c in plan.by_kind("worker")] == ["fast1", "slow1", "slow2"]
     fast = plan.by_kind("worker")[0].argv
     assert (
-        fast[3:7] == ["celery", "-A", "worker.celery", "worker"]
+        fast[2:6] == ["celery", "-A", "worker.celery", "worker"]
         and fast[fast.index("-Q") + 1] == "high_priority,default"
     )
     assert (

@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from python419 import platforms as p
+from python419 import workers as w
 
 
 @pytest.mark.parametrize(
@@ -24,8 +25,8 @@ def test_detect_platform(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("requested", [None, "solo", "prefork", "threads", "gevent", "eventlet"])
-def test_windows_always_gets_solo(requested: p.Pool | None) -> None:
-    choice = p.choose_pool("windows", requested)
+def test_windows_always_gets_solo(requested: w.Pool | None) -> None:
+    choice = w.choose_pool("windows", requested)
     assert choice.pool == "solo"
     assert "fork" in choice.reason
     if requested in (None, "solo"):
@@ -37,20 +38,21 @@ def test_windows_always_gets_solo(requested: p.Pool | None) -> None:
 
 @pytest.mark.parametrize("platform", ["linux", "macos"])
 def test_posix_honours_the_request_and_defaults_to_prefork(platform: p.Platform) -> None:
-    assert p.choose_pool(platform).pool == "prefork"
-    for pool in p.POOLS:
-        choice = p.choose_pool(platform, pool)
+    assert w.choose_pool(platform).pool == "prefork"
+    for pool in w.POOLS:
+        choice = w.choose_pool(platform, pool)
         assert choice.pool == pool and choice.warning is None
 
 
 def test_worker_command_on_windows_has_solo_and_no_prefork() -> None:
-    from python419.supervisor.plan import worker_command
-
-    pool = p.choose_pool("windows", "prefork").pool
-    command = worker_command("python.exe", "python419.tasks.celery_app", pool, 8, (), "info", "worker1@%h")
+    group = w.plan_group("windows", w.WorkerGroup(pool="prefork", concurrency=8))
+    assert group.processes == 8 and group.per_process == 1
+    command = w.worker_command(
+        ["python.exe", "launch"], "python419.tasks.celery_app", group, "info", "worker1@%h"
+    )
     # the plain celery command line, behind p419's launcher (what `p419 up` and `p419 worker` run)
-    assert command[:3] == ["python.exe", "-m", "python419.launch"]
-    assert command[3:7] == ["celery", "-A", "python419.tasks.celery_app", "worker"]
+    assert command[:2] == ["python.exe", "launch"]
+    assert command[2:6] == ["celery", "-A", "python419.tasks.celery_app", "worker"]
     assert "--pool=solo" in command and "--concurrency=1" in command
     assert not any("prefork" in part for part in command)
     assert "--hostname=worker1@%h" in command
@@ -58,8 +60,8 @@ def test_worker_command_on_windows_has_solo_and_no_prefork() -> None:
 
 
 def test_worker_args_keep_concurrency_for_real_pools() -> None:
-    assert "--concurrency=4" in p.worker_args("prefork", concurrency=4)
-    assert not any(a.startswith("--concurrency") for a in p.worker_args("threads"))
+    assert "--concurrency=4" in w.worker_args("prefork", concurrency=4)
+    assert not any(a.startswith("--concurrency") for a in w.worker_args("threads"))
 
 
 def test_stopping_children_differs_by_os() -> None:
@@ -100,6 +102,6 @@ def test_find_redis_server_order() -> None:
 
 def test_worker_event_heartbeat_only_with_task_events() -> None:
     # The heartbeat's timer cost ~1 s of every warm shutdown; only Flower (task events) needs it.
-    assert "--without-heartbeat" in p.worker_args("solo") and "-E" not in p.worker_args("solo")
-    with_events = p.worker_args("solo", events=True)
+    assert "--without-heartbeat" in w.worker_args("solo") and "-E" not in w.worker_args("solo")
+    with_events = w.worker_args("solo", events=True)
     assert "-E" in with_events and "--without-heartbeat" not in with_events

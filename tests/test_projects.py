@@ -107,7 +107,7 @@ def test_windows_plan_of_each_project(project, name: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     workers = [line for line in done.stdout.splitlines() if line.startswith(("worker", "celeryworker"))]
-    workers = [line for line in workers if "python419.launch celery" in line]
+    workers = [line for line in workers if "launch/__main__.py celery" in line]
     assert len(workers) == 2, done.stdout  # one solo process per unit of concurrency
     assert all("--pool=solo" in line and "--concurrency=1" in line for line in workers)
     assert "ctrl-break" in done.stdout and "0x200" in done.stdout

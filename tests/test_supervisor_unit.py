@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from python419.launch.watchdog import parent_gone
 from python419.project import Flags
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager
@@ -16,7 +17,6 @@ from python419.supervisor.orphans import (
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     ExtendedLimits,
     JobObject,
-    parent_gone,
 )
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe
@@ -319,10 +319,10 @@ def test_a_child_that_cannot_start_stops_the_stack_cleanly(tmp_path: Path) -> No
 
 
 def test_parent_gone() -> None:
-    assert parent_gone("linux", 10, 1, lambda _: True)
-    assert not parent_gone("macos", 10, 10, lambda _: False)
-    assert parent_gone("windows", 10, 10, lambda _: False)  # Windows keeps a stale ppid
-    assert not parent_gone("windows", 10, 10, lambda _: True)
+    assert parent_gone(False, 10, 1, lambda _: True)
+    assert not parent_gone(False, 10, 10, lambda _: False)
+    assert parent_gone(True, 10, 10, lambda _: False)  # Windows keeps a stale ppid
+    assert not parent_gone(True, 10, 10, lambda _: True)
 
 
 class FakeKernel32:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from python419 import stackenv
 from python419.addresses import safe_url
+from python419.launch import contract
 from python419.platforms import Platform, find_redis_server
 from python419.ports import accepts
 from python419.settings import Settings
@@ -43,11 +43,14 @@ class BrokerTarget:
 
     def child_env(self) -> dict[str, str]:
         """What every child of `p419 up` gets, so any Celery app uses this broker."""
-        return {
-            stackenv.BROKER: self.kind,
-            stackenv.CELERY_BROKER_URL: self.url,
-            stackenv.CELERY_RESULT_BACKEND: self.result_backend,
+        env = {
+            contract.BROKER: self.kind,
+            contract.CELERY_BROKER_URL: self.url,
+            contract.CELERY_RESULT_BACKEND: self.result_backend,
         }
+        if self.transport_options:
+            env[contract.TRANSPORT_OPTIONS] = contract.encode_transport_options(self.transport_options)
+        return env
 
 
 def file_url(path: Path) -> str:
@@ -88,12 +91,12 @@ def runtime_target(
     a child of `p419 up` uses what the supervisor chose (P419_STACK_BROKER + Celery's variables); a verb in
     another terminal follows the running stack (`running_broker`, from its state file); otherwise the
     user's setting (P419_BROKER=embedded, else Redis)."""
-    kind = environ.get(stackenv.BROKER) or running_broker
+    kind = environ.get(contract.BROKER) or running_broker
     if kind is None:
         kind = "embedded" if settings.broker_mode == "embedded" else "redis"
     if kind == "embedded":
         return embedded_target(settings.embedded_dir)
-    url = environ.get(stackenv.CELERY_BROKER_URL)
+    url = environ.get(contract.CELERY_BROKER_URL)
     if url is None and running_broker == "redis":
         url = stack_redis_url(settings)  # the Redis the running stack started, with its generated password
     return redis_target(url or settings.broker_redis_url)

@@ -114,44 +114,66 @@ def worker(
     celery: str | None = CELERY,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the command that would run, then exit."),
 ) -> None:
-    """Start one Celery worker of the project with the right pool for this OS, on the running stack's broker."""
+    """Start one Celery worker of the project with the right pool for this OS, on the running stack's broker:
+    the command `p419 up` runs for the project's first worker group, with these flags on top."""
     import os
 
-    from python419 import launch, stackenv
-    from python419.broker import runtime_target
-    from python419.platforms import choose_pool
+    from python419.broker import make_embedded_folders, runtime_target
+    from python419.launch import contract
     from python419.project import Flags
-    from python419.supervisor.plan import worker_command
+    from python419.supervisor.plan import command_line, launcher
     from python419.supervisor.state import running_broker
+    from python419.workers import plan_group, worker_command
 
-    project, config = current(Flags(app_dir=app_dir, celery=celery))
-    choice = choose_pool(config.platform, pool.value if pool else None)
-    if choice.warning:
-        err().print(f"[yellow]warning:[/] {escape(choice.warning)}", soft_wrap=True)
-    elif choice.pool == "solo" and concurrency and concurrency > 1:
+    flags = Flags(
+        app_dir=app_dir,
+        celery=celery,
+        pool=pool.value if pool else None,
+        concurrency=concurrency,
+        queues=tuple(q for q in queues.split(",") if q) if queues else None,
+    )
+    project, config = current(flags)
+    group = plan_group(config.platform, project.workers[0])
+    for warning in group.warnings:
+        err().print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    if group.processes > group.group.count:
         err().print(
-            f"[yellow]warning:[/] --concurrency {concurrency} has no effect on the solo pool (one task at a "
-            "time); for concurrency run several workers: p419 up --workers N",
+            f"[yellow]warning:[/] concurrency {group.group.concurrency} on Windows means "
+            f"{group.processes} solo processes (p419 up runs them); this runs one",
             soft_wrap=True,
         )
-    group_queues = tuple(q for q in (queues or "").split(",") if q) or project.workers[0].queues
-    per_process = 1 if choice.pool == "solo" else (concurrency or 0)
-    argv = worker_command(
-        sys.executable, project.celery, choice.pool, per_process, group_queues, loglevel.value, hostname
-    )
+    python = project_python(project, {"celery"})
+    argv = worker_command(launcher(python), project.celery, group, loglevel.value, hostname)
     target = runtime_target(config, os.environ, running_broker(config.run_dir))
     say = lambda text: out().print(text, soft_wrap=True, markup=False)  # noqa: E731
-    say(f"p419 worker: pool={choice.pool} on {config.platform} ({choice.reason})")
+    say(f"p419 worker: pool={group.choice.pool} on {config.platform} ({group.choice.reason})")
     say(f"p419 worker: broker {target.safe}; app {project.celery} in {project.app_dir}")
     if dry_run:
-        from python419.supervisor.plan import command_line
-
         say(command_line(argv, config.platform))
         return
-    os.environ.update(target.child_env())
-    os.environ[stackenv.CELERY_APP] = project.celery
-    os.chdir(project.app_dir)
-    launch.main(argv[3:])  # the same launcher `p419 up` runs, in this process
+    make_embedded_folders(target)
+    env = {**os.environ, **project.env, **target.child_env(), contract.CELERY_APP: project.celery}
+    exec_child(argv, env, str(project.app_dir))
+
+
+def exec_child(argv: list[str], env: dict[str, str], cwd: str) -> None:
+    """Become the child (POSIX: exec, so signals reach it as they would a worker typed by hand); Windows has
+    no exec: run it and exit with its code (Ctrl+C reaches both; the child's warm stop decides)."""
+    import os
+    import signal
+    import subprocess
+
+    sys.stdout.flush()
+    if os.name != "nt":
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise typer.Exit(subprocess.call(argv, env=env, cwd=cwd))
+
+
+def project_python(project: Project, needs: set[str]) -> str:
+    """The interpreter that runs this project's children; a missing package is one line and exit 2."""
+    return sys.executable
 
 
 @app.command()
@@ -255,7 +277,7 @@ def up(
     except ProjectError as exc:
         raise fail(str(exc), 2) from None
     try:
-        plan = make_plan(project, config, UpOptions(loglevel=loglevel.value), dry_run=dry_run)
+        plan = make_plan(project, config, UpOptions(loglevel=loglevel.value, grace=grace), dry_run=dry_run)
         if dry_run:
             from python419.supervisor.run import dry_run as show
 

@@ -15,9 +15,6 @@ from typing import Literal
 Platform = Literal["windows", "linux", "macos"]
 PLATFORMS: tuple[Platform, ...] = ("windows", "linux", "macos")
 
-Pool = Literal["prefork", "solo", "threads", "gevent", "eventlet"]
-POOLS: tuple[Pool, ...] = ("prefork", "solo", "threads", "gevent", "eventlet")
-
 CELERY_APP = "python419.tasks.celery_app"
 
 
@@ -28,57 +25,6 @@ def detect_platform(sys_platform: str | None = None) -> Platform:
     if name == "darwin":
         return "macos"
     return "linux"
-
-
-@dataclass(frozen=True)
-class PoolChoice:
-    pool: Pool
-    reason: str
-    warning: str | None = None
-
-
-def choose_pool(platform: Platform, requested: Pool | None = None) -> PoolChoice:
-    """The Celery pool for this OS. Windows has no fork(): prefork dies there with WinError 6/5, so it is solo."""
-    if platform == "windows":
-        if requested in (None, "solo"):
-            return PoolChoice("solo", "Windows has no fork(): solo runs tasks in the worker process itself")
-        return PoolChoice(
-            "solo",
-            "Windows has no fork(): solo runs tasks in the worker process itself",
-            warning=(
-                f"--pool {requested} is not reliable on Windows (prefork fails with WinError 6/5); "
-                "using solo. For concurrency run several processes: p419 up --workers N"
-            ),
-        )
-    if requested in (None, "prefork"):
-        return PoolChoice("prefork", f"{platform} supports fork(): Celery's default prefork pool")
-    return PoolChoice(requested, f"--pool {requested} requested")
-
-
-def worker_args(
-    pool: Pool,
-    *,
-    concurrency: int | None = None,
-    loglevel: str = "info",
-    hostname: str | None = None,
-    events: bool = False,
-) -> list[str]:
-    """Arguments after `celery -A <app> worker`.
-
-    Mingle and gossip are off: they exist to sync many hosts and cost about a second at start-up. The event
-    heartbeat is off unless task events are on (Flower reads it): stopping its timer cost ~1 s of every
-    worker's warm shutdown (Celery's debug log: "Stopping Pool" to "Shutdown Heart").
-    """
-    args = [f"--pool={pool}", f"--loglevel={loglevel}", "--without-mingle", "--without-gossip"]
-    args += ["-E"] if events else ["--without-heartbeat"]
-    # solo runs one task at a time by definition; a concurrency flag there would only mislead.
-    if pool == "solo":
-        args.append("--concurrency=1")
-    elif concurrency is not None:
-        args.append(f"--concurrency={concurrency}")
-    if hostname:
-        args.append(f"--hostname={hostname}")
-    return args
 
 
 # --- starting and stopping children -------------------------------------------------------------

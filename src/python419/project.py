@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from python419.platforms import CELERY_APP, Pool
+from python419.platforms import CELERY_APP
 from python419.settings import Settings, check_broker, load_settings
+from python419.workers import DEFAULT_GROUP, Pool, WorkerGroup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +33,6 @@ BUNDLED_API = "python419.api:app"
 BUNDLED_CELERY = CELERY_APP  # the one spelling, shared with the doctor
 BUNDLED_READY_PATH = "/health?workers=false"
 DEFAULT_READY_PATH = "/"
-DEFAULT_GROUP = "worker"
 
 # Environment variables for project keys (the settings module owns P419_BROKER and P419_DATA_DIR).
 ENV_KEYS = {
@@ -160,15 +160,6 @@ def find_config(start: Path) -> ConfigSource | None:
 
 
 @dataclass(frozen=True)
-class WorkerGroup:
-    name: str
-    count: int = 1
-    pool: Pool | None = None
-    concurrency: int | None = None
-    queues: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Flags:
     """What `p419 up` (and the other verbs) were given on the command line; None = not given."""
 
@@ -221,7 +212,9 @@ class Project:
         return f"{key} in {self.config_path}" if self.config_path else key
 
 
-def _groups(value: WorkerGroupConfig | list[WorkerGroupConfig] | int | None) -> tuple[WorkerGroup, ...]:
+def _groups(
+    value: WorkerGroupConfig | list[WorkerGroupConfig] | int | None, where: str
+) -> tuple[WorkerGroup, ...]:
     if value is None:
         configs = [WorkerGroupConfig()]
     elif isinstance(value, int):
@@ -234,7 +227,10 @@ def _groups(value: WorkerGroupConfig | list[WorkerGroupConfig] | int | None) -> 
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ProjectError(f"workers: two groups are named {duplicates[0]!r}; give each group its own name")
-    return tuple(WorkerGroup(c.name, c.count, c.pool, c.concurrency, tuple(c.queues)) for c in configs)
+    return tuple(
+        WorkerGroup(c.name, c.count, c.pool, c.concurrency, tuple(c.queues), f"pool in {where}")
+        for c in configs
+    )
 
 
 def _apply_flags(groups: tuple[WorkerGroup, ...], flags: Flags) -> tuple[WorkerGroup, ...]:
@@ -243,7 +239,7 @@ def _apply_flags(groups: tuple[WorkerGroup, ...], flags: Flags) -> tuple[WorkerG
     if flags.workers is not None:
         changes["count"] = flags.workers
     if flags.pool is not None:
-        changes["pool"] = flags.pool
+        changes["pool"], changes["pool_source"] = flags.pool, "--pool"
     if flags.concurrency is not None:
         changes["concurrency"] = flags.concurrency
     if flags.queues is not None:
@@ -286,7 +282,7 @@ def resolve_project(
     app_dir_value = pick("app_dir")
     app_dir = (root / app_dir_value).resolve() if app_dir_value else root.resolve()
     env_files = config.env_files if config.env_files is not None else [".env"]
-    groups = _apply_flags(_groups(config.workers), flags)
+    groups = _apply_flags(_groups(config.workers, source.table if source else "the config"), flags)
     if bundled:
         api, celery = BUNDLED_API, BUNDLED_CELERY
     elif not celery:

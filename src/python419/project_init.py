@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from python419.addresses import with_parts
-from python419.launch import option_value
+from python419.launch.child import option_value
 from python419.project import CONFIG_FILE, PYPROJECT, ProjectError, find_config, parse_config
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")

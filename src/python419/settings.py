@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -238,6 +238,14 @@ def load_settings(env_files: Sequence[Path] | None = None, **overrides: Any) -> 
 def get_settings() -> Settings:
     """The process-wide settings, read on first use. A child of `p419 up` reads the env files the stack
     names (P419_STACK_ENV_FILES); anything else reads .env in the working directory."""
-    from python419.stackenv import stack_env_files
-
     return load_settings(stack_env_files(os.environ))
+
+
+def stack_env_files(environ: Mapping[str, str]) -> list[Path]:
+    """The env files a child of `p419 up` reads (the stack names them); outside a stack, .env here."""
+    from python419.launch.contract import ENV_FILES
+
+    raw = environ.get(ENV_FILES)
+    if raw is None:
+        return [Path(".env")]
+    return [Path(p) for p in raw.split(os.pathsep) if p]

@@ -13,11 +13,19 @@ from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Respon
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Route
 
 from python419 import __version__
 from python419.api.health import health
 from python419.api.limits import MAX_BODY_BYTES, BodySizeLimit
-from python419.api.schemas import ErrorOut, NotificationOut, ProductCreated, ProductIn, ProductOut
+from python419.api.schemas import (
+    ErrorOut,
+    NotificationOut,
+    ProductCreated,
+    ProductIn,
+    ProductOut,
+    UnprocessableOut,
+)
 from python419.settings import get_settings
 from python419.store import IdempotencyConflict, Store, WriteBusy, open_store
 from python419.tasks.celery_app import get_app
@@ -29,6 +37,14 @@ MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids or offsets would overfl
 BAD_BODY: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "The body could not be read (e.g. not UTF-8)"},
     413: {"model": ErrorOut, "description": f"Body larger than {MAX_BODY_BYTES} bytes"},
+}
+# Declared in place of FastAPI's 422 (a list only): the Idempotency-Key conflict's detail is a string.
+UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": UnprocessableOut,
+        "description": "The body or a header is invalid (a list of errors), or the Idempotency-Key was "
+        "already used with a different body (a string)",
+    }
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No such id"}}
 STORAGE: dict[int | str, dict[str, Any]] = {
@@ -86,6 +102,20 @@ def create_app() -> FastAPI:
         # A full disk or a locked-out database: the transaction rolled back, nothing half-written.
         return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
 
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+        # Starlette's Allow lists only the first route matching the path (POST for /products, not GET):
+        # list the methods of every route on this path.
+        allowed = {
+            method
+            for route in app.router.routes
+            if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods
+        }
+        return JSONResponse(
+            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
+        )
+
     def store() -> Store:
         return open_store(settings.database_path)
 
@@ -93,7 +123,7 @@ def create_app() -> FastAPI:
         "/products",
         status_code=201,
         response_model=ProductCreated,
-        responses={**BAD_BODY, **STORAGE},
+        responses={**BAD_BODY, **UNPROCESSABLE, **STORAGE},
     )
     async def create_product(
         body: ProductIn,

@@ -11,7 +11,8 @@ class ProductIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    price: float = Field(ge=0, le=1e12, allow_inf_nan=False)
+    # strict: a JSON number only (int or float); lax mode took true/false as 1.0/0.0 and "1.5" as 1.5.
+    price: float = Field(ge=0, le=1e12, allow_inf_nan=False, strict=True)
     description: str | None = Field(default=None, max_length=5000)
 
 
@@ -55,3 +56,16 @@ class ProductCreated(ProductOut):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableOut(BaseModel):
+    """A 422 from POST /products: the body's validation errors (a list), or a sentence (an Idempotency-Key
+    reused with another body), so that both validate against the OpenAPI document."""
+
+    detail: list[ValidationIssue] | str

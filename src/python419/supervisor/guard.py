@@ -13,8 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from python419.platforms import detect_platform
-from python419.supervisor.orphans import Watchdog
+from python419.launch.watchdog import Watchdog
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +27,7 @@ def main(argv: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    Watchdog(detect_platform(), os.getppid()).start()
+    Watchdog(os.getppid(), grace=5.0).start()
     code = child.wait()
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell does
 

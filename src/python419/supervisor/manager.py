@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from python419.launch import CONFIG_EXIT
+from python419.launch.contract import CONFIG_EXIT
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
 from python419.supervisor.process import WAKE, Child

@@ -4,37 +4,21 @@
   SIGTERM for our Python children (a warm stop; their watchdog kills what is left), SIGKILL for anything else
   (redis-server), which runs no watchdog of ours and may ignore SIGTERM (see `pdeathsig_for`).
 - Windows: children are put in a Job Object with KILL_ON_JOB_CLOSE; the OS kills them when our handle dies.
-- Everywhere, our own Python children also run a watchdog that notices the supervisor is gone and takes its
-  own process tree down (this is the macOS mechanism, and the backstop for grandchildren elsewhere).
+- Everywhere, our launcher runs a watchdog inside each child (python419/launch/watchdog.py) that notices the
+  supervisor is gone and takes its own process group down (the macOS mechanism, and the backstop elsewhere).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
-from python419.platforms import Platform
-
-SUPERVISOR_PID_ENV = "P419_SUPERVISOR_PID"
 PR_SET_PDEATHSIG = 1
 LINUX_SIGKILL = 9  # spelled out: signal.SIGKILL does not exist on Windows, where this module is imported too
-
-
-def parent_gone(
-    platform: Platform, supervisor_pid: int, current_ppid: int, pid_exists: Callable[[int], bool]
-) -> bool:
-    """POSIX reparents an orphan (its ppid changes); Windows keeps a stale ppid, so ask whether it still lives."""
-    if platform == "windows":
-        return not pid_exists(supervisor_pid)
-    return current_ppid != supervisor_pid
 
 
 def pdeathsig_for(has_watchdog: bool) -> int:
@@ -65,53 +49,6 @@ def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return set_pdeathsig
-
-
-def terminate_tree(root: psutil.Process, grace: float) -> None:
-    """SIGTERM a process tree, then SIGKILL whatever is left after `grace` seconds."""
-    try:
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-
-
-class Watchdog(threading.Thread):
-    """Runs inside a child: when the supervisor disappears, shut down warmly (SIGTERM to ourselves, as the
-    supervisor would have sent), and if that takes longer than `grace`, take our whole tree down."""
-
-    def __init__(
-        self, platform: Platform, supervisor_pid: int, interval: float = 0.5, grace: float = 5.0
-    ) -> None:
-        super().__init__(name="p419-watchdog", daemon=True)
-        self.platform, self.supervisor_pid = platform, supervisor_pid
-        self.interval, self.grace = interval, grace
-
-    def run(self) -> None:
-        while not parent_gone(self.platform, self.supervisor_pid, os.getppid(), psutil.pid_exists):
-            threading.Event().wait(self.interval)
-        if self.platform != "windows":  # on Windows the Job Object has already ended us
-            os.kill(os.getpid(), signal.SIGTERM)
-            threading.Event().wait(self.grace)
-        me = psutil.Process()
-        for child in me.children(recursive=True):
-            terminate_tree(child, self.grace)
-        os._exit(1)
-
-
-def start_watchdog_from_env(platform: Platform, env: dict[str, str] | None = None) -> Watchdog | None:
-    value = (env if env is not None else os.environ).get(SUPERVISOR_PID_ENV, "")
-    if not value.isdigit():
-        return None
-    watchdog = Watchdog(platform, int(value))
-    watchdog.start()
-    return watchdog
 
 
 # --- Windows Job Object (ctypes only, no pywin32) ---------------------------------------------

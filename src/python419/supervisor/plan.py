@@ -12,22 +12,20 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from python419 import stackenv
 from python419.addresses import http_url, is_local_url, is_loopback_host, probe_host, safe_url
 from python419.broker import BrokerTarget, embedded_target, redis_target
+from python419.launch import contract
 from python419.platforms import (
     Platform,
-    Pool,
-    choose_pool,
     creation_flags,
     orphan_guard,
     redis_install_hint,
     starts_new_session,
     stop_method,
-    worker_args,
 )
 from python419.project import Project
 from python419.settings import BrokerMode, Settings
+from python419.workers import plan_group, worker_command
 
 Kind = Literal["redis", "api", "worker", "beat", "flower"]
 ReadyKind = Literal["http", "tcp", "file"]
@@ -44,6 +42,7 @@ FLOWER_PORT = 5555
 @dataclass(frozen=True)
 class UpOptions:
     loglevel: str = "info"
+    grace: float = 10.0  # seconds a child gets for its warm stop, from us or, orphaned, from its watchdog
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class ChildSpec:
     @property
     def watchdog(self) -> bool:
         """Runs our launcher, whose watchdog stops it warmly (and its tree) when the supervisor dies."""
-        return self.argv[1:3] == ["-m", "python419.launch"]
+        return contract.runs_launcher(self.argv)
 
     @property
     def ready_file(self) -> Path | None:
@@ -189,14 +188,6 @@ def redis_argv(binary: str, url: str, redis_dir: Path) -> list[str]:
     ]
 
 
-def worker_processes(platform: Platform, pool: Pool, count: int, concurrency: int | None) -> tuple[int, int]:
-    """(processes, concurrency per process). Windows runs solo only, so each unit of concurrency there is a
-    process of its own: the same parallelism as prefork, without fork()."""
-    if pool == "solo":
-        return count * (concurrency or 1) if platform == "windows" else count, 1
-    return count, concurrency or 0
-
-
 def flower_installed() -> bool:
     import importlib.util
 
@@ -204,27 +195,7 @@ def flower_installed() -> bool:
 
 
 def launcher(python: str) -> list[str]:
-    return [python, "-m", "python419.launch"]
-
-
-def worker_command(
-    python: str,
-    celery: str,
-    pool: Pool,
-    concurrency: int,
-    queues: tuple[str, ...],
-    loglevel: str,
-    hostname: str | None,
-    events: bool = False,
-) -> list[str]:
-    """A worker's command line: the plain `celery -A APP worker ...` a user could type, behind the launcher.
-    The pool is on the command line only: chosen once, by whoever builds the plan."""
-    args = worker_args(
-        pool, concurrency=concurrency or None, loglevel=loglevel, hostname=hostname, events=events
-    )
-    if queues:
-        args += ["-Q", ",".join(queues)]
-    return [*launcher(python), "celery", "-A", celery, "worker", *args]
+    return contract.launcher_argv(python)
 
 
 def build_plan(
@@ -234,6 +205,7 @@ def build_plan(
     *,
     platform: Platform,
     python: str,
+    own_python: str,
     broker: BrokerDecision,
     redis_binary: str | None,
     supervisor_pid: int,
@@ -252,9 +224,10 @@ def build_plan(
         "P419_DATA_DIR": str(data_dir),
         **project.env,
         **target.child_env(),
-        stackenv.SUPERVISOR_PID: str(supervisor_pid),
-        stackenv.CELERY_APP: project.celery,
-        stackenv.ENV_FILES: _pathsep(platform).join(str(p) for p in project.env_files),
+        contract.SUPERVISOR_PID: str(supervisor_pid),
+        contract.GRACE: f"{options.grace:g}",
+        contract.CELERY_APP: project.celery,
+        contract.ENV_FILES: _pathsep(platform).join(str(p) for p in project.env_files),
     }
     notes: list[str] = []
     warnings: list[str] = []
@@ -285,7 +258,7 @@ def build_plan(
         host, port = redis_address(target.url)
         if orphan_guard(platform) == "watchdog":
             # No parent-death signal on macOS, and redis-server runs no watchdog of ours: wrap it in one.
-            argv = [python, "-m", "python419.supervisor.guard", *argv]
+            argv = [own_python, "-m", "python419.supervisor.guard", *argv]
         children.append(
             ChildSpec(
                 "redis",
@@ -322,32 +295,21 @@ def build_plan(
 
     events = project.flower and flower_installed()  # Flower shows what task events say
     for group in project.workers if wants("workers") else ():
-        choice = choose_pool(platform, group.pool)
-        if choice.warning:
-            warnings.append(choice.warning)
-        processes, per_process = worker_processes(platform, choice.pool, group.count, group.concurrency)
-        what = f"{processes} process(es)" + (f" x concurrency {per_process}" if per_process > 1 else "")
-        queues = f" on queue(s) {','.join(group.queues)}" if group.queues else ""
-        notes.append(f"{group.name}: {what}, pool {choice.pool}{queues} ({choice.reason})")
-        for n in range(1, processes + 1):
+        group_plan = plan_group(platform, group)
+        warnings.extend(group_plan.warnings)
+        notes.append(group_plan.note)
+        for n in range(1, group_plan.processes + 1):
             name = f"{group.name}{n}"
             ready = run_dir / f"{name}.ready"
             argv = worker_command(
-                python,
-                project.celery,
-                choice.pool,
-                per_process,
-                group.queues,
-                options.loglevel,
-                f"{name}@%h",
-                events=events,
+                launcher(python), project.celery, group_plan, options.loglevel, f"{name}@%h", events=events
             )
             children.append(
                 ChildSpec(
                     name,
                     "worker",
                     argv,
-                    env={stackenv.READY_FILE: str(ready)},
+                    env={contract.READY_FILE: str(ready)},
                     cwd=cwd,
                     ready=Readiness("file", str(ready)),
                     stop_file=stop_file(name),
@@ -359,14 +321,14 @@ def build_plan(
         argv = [*launcher(python), "celery", "-A", project.celery, "beat", f"--loglevel={options.loglevel}"]
         # The schedule under the data dir, no pid file: a stale celerybeat.pid in the project folder kept beat
         # from starting again after a crash, and broke on Windows (celery#5911). One beat per broker is
-        # guarded by the launcher's lock instead (python419/beatlock.py).
+        # guarded by the launcher's lock instead (python419/launch/beatlock.py).
         argv += ["--schedule", str(beat_dir / "celerybeat-schedule")]
         children.append(
             ChildSpec(
                 "beat",
                 "beat",
                 argv,
-                env={stackenv.BEAT_LOCK: str(beat_dir)},
+                env={contract.BEAT_LOCK: str(beat_dir)},
                 cwd=cwd,
                 stop_file=stop_file("beat"),
             )
@@ -388,7 +350,7 @@ def build_plan(
             )
     for child in children:
         if child.stop_file is not None:
-            child.env[stackenv.STOP_FILE] = str(child.stop_file)
+            child.env[contract.STOP_FILE] = str(child.stop_file)
     return Plan(
         platform=platform,
         project=project,

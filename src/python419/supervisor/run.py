@@ -19,6 +19,7 @@ import python419
 from python419.addresses import is_local_url, safe_url, with_parts
 from python419.broker import (
     generated_password,
+    make_embedded_folders,
     redis_binary,
     redis_status,
     write_private,
@@ -91,6 +92,7 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
             options,
             platform=platform,
             python=sys.executable,
+            own_python=sys.executable,
             broker=broker,
             redis_binary=binary,
             supervisor_pid=os.getpid(),
@@ -157,6 +159,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             raise UpError(held)
     redis_dir = plan.data_dir / "redis"
     try:
+        make_embedded_folders(plan.target)  # the launcher only merges their names into the app's options
         if plan.by_kind("flower"):
             (plan.data_dir / "flower").mkdir(parents=True, exist_ok=True)  # its persisted state
         if plan.by_kind("redis"):

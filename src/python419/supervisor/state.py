@@ -18,15 +18,13 @@ from typing import Any, Literal
 
 import psutil
 
+from python419.launch.filelock import try_lock
 from python419.platforms import Platform
 from python419.supervisor import events as ev
 
 STATE_FILE = "up.json"
 STOP_FILE = "stop-request"
 LOCK_FILE = "up.lock"
-# Windows locks are mandatory: lock one byte far past the pid we write at the start of the lock file, so a
-# second `up` can still read whose lock it is.
-WINDOWS_LOCK_OFFSET = 1 << 30
 
 
 class StateError(Exception):
@@ -49,26 +47,6 @@ def lock_method(platform: Platform) -> Literal["flock", "msvcrt"]:
     exec by our children (Python's descriptors are non-inheritable). Windows: msvcrt.locking (LockFile),
     released when the process ends."""
     return "msvcrt" if platform == "windows" else "flock"
-
-
-def _try_lock(fd: int, method: Literal["flock", "msvcrt"]) -> bool:
-    """The OS call: True when we now hold the lock, False when another process does."""
-    if method == "flock":
-        import fcntl
-
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    import msvcrt
-
-    os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-    try:
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-    except OSError:  # EACCES/EDEADLOCK: held by another process
-        return False
-    return True
 
 
 class UpLock:
@@ -96,7 +74,7 @@ class UpLock:
                 "data dir (set P419_DATA_DIR)"
             ) from None
         try:
-            locked = _try_lock(fd, self.method)
+            locked = try_lock(fd, self.method)
         except OSError as exc:  # a file system without locks
             os.close(fd)
             raise StateError(f"cannot lock {self.path} ({exc.strerror or exc})") from None

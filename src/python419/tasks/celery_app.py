@@ -14,10 +14,10 @@ from typing import Any
 from celery import Celery
 
 from python419.broker import BrokerTarget, make_embedded_folders, runtime_target
-from python419.platforms import choose_pool
 from python419.settings import Settings, get_settings
 from python419.tasks.embedded import RESULT_MAX_AGE
 from python419.tasks.queues import celery_queues, queue_name
+from python419.workers import choose_pool
 
 TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 

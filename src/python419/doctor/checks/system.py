@@ -9,7 +9,8 @@ import sys
 
 from python419.doctor.context import Context
 from python419.doctor.model import Outcome, failed, passed, warned
-from python419.platforms import Platform, choose_pool, detect_platform
+from python419.platforms import Platform, detect_platform
+from python419.workers import choose_pool
 
 WINERROR = "PermissionError [WinError 5] / OSError [WinError 6]"
 SOLO_FIX = "start workers with --pool=solo (`p419 worker` does it for you), or set worker_pool='solo' in the app config"

@@ -1,15 +1,17 @@
-"""The thin launcher around a child's plain command line:
+"""The thin launcher around a child's plain command line, in the project's own interpreter:
 
-    python -m python419.launch celery -A worker.celery worker --pool=solo --loglevel=info
-    python -m python419.launch uvicorn main:app --host 127.0.0.1 --port 8000
+    PYTHON .../launch/__main__.py celery -A worker.celery worker --pool=solo --loglevel=info
+    PYTHON .../launch/__main__.py uvicorn main:app --host 127.0.0.1 --port 8000
 
-What follows `python419.launch` is exactly what a user could type. Before handing over to Celery or uvicorn
-in this same process, the launcher does only what a supervisor needs and the command cannot express:
-- the orphan watchdog (macOS) and Windows' CTRL_BREAK and stop file turned into a warm shutdown;
-- on the embedded broker, the user's Celery app gets the transport's folders (Celery reads broker and
+What follows the script is exactly what a user could type. Before handing over to Celery or uvicorn in this
+same process, the launcher does only what a supervisor needs and the command cannot express:
+- the orphan watchdog, and Windows' CTRL_BREAK and the stop file turned into a warm shutdown;
+- on the embedded broker, the project's Celery app gets the transport's folders (Celery reads broker and
   result URLs from CELERY_BROKER_URL / CELERY_RESULT_BACKEND, but no transport options from the environment);
-- a worker reports readiness on Celery's `worker_ready` signal, by writing its pid to the ready file.
-An app that cannot be loaded exits with CONFIG_EXIT after one readable line: restarting would not help.
+- a worker reports readiness on Celery's `worker_ready` signal, by writing its pid to the ready file;
+- beat takes the one-beat-per-broker lock.
+Every decision comes from the supervisor through `contract`'s variables. An app that cannot be loaded exits
+with CONFIG_EXIT after one readable line: restarting would not help.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from python419 import stackenv
+from . import contract
+from .watchdog import start_from_env
 
-CONFIG_EXIT = 78  # EX_CONFIG (sysexits.h): the supervisor does not restart a child that exits with it
+CONFIG_EXIT = contract.CONFIG_EXIT
 STOP_POLL = 0.2
 
 
@@ -127,19 +130,14 @@ def run_worker_command(app: Any, args: list[str]) -> None:
 
 
 def configure_for_stack(app: Any, environ: Mapping[str, str]) -> None:
-    """Point the user's app at the stack's broker folders when it runs on the embedded broker (on Redis, the
-    app's own settings stand: its BRPOP keeps kombu's 1 s, since a warm stop no longer waits for it; see
-    unblock_brpop)."""
-    if environ.get(stackenv.BROKER) != "embedded":
-        return
-    from python419 import broker
-    from python419.settings import get_settings
-
-    target = broker.embedded_target(get_settings().embedded_dir)
-    broker.make_embedded_folders(target)
-    app.conf.broker_transport_options = (
-        dict(app.conf.broker_transport_options or {}) | target.transport_options
-    )
+    """Give the project's app the transport options the supervisor chose (the embedded broker's folders). On
+    Redis there are none: the app's own settings stand (its BRPOP keeps kombu's 1 s, since a warm stop no
+    longer waits for it; see unblock_brpop)."""
+    options = contract.transport_options(environ)
+    if options:
+        merged = dict(app.conf.broker_transport_options or {})
+        merged.update(options)
+        app.conf.broker_transport_options = merged
 
 
 def report_ready(path: str) -> None:
@@ -153,13 +151,14 @@ def report_ready(path: str) -> None:
 
 
 def take_beat_lock(app: str, environ: Mapping[str, str]) -> None:
-    from python419.beatlock import BeatLockHeld, acquire
-    from python419.broker import runtime_target
-    from python419.settings import get_settings
+    from .beatlock import BeatLockHeld, acquire
 
-    Path(environ[stackenv.BEAT_LOCK]).mkdir(parents=True, exist_ok=True)
+    folder = environ[contract.BEAT_LOCK]
+    Path(folder).mkdir(parents=True, exist_ok=True)
     try:
-        acquire(runtime_target(get_settings(), environ), app)
+        acquire(
+            environ.get(contract.BROKER, "redis"), environ.get(contract.CELERY_BROKER_URL, ""), folder, app
+        )
     except BeatLockHeld as exc:
         raise LaunchError(str(exc)) from None
 
@@ -205,6 +204,10 @@ def unblock_brpop(consumer: Any) -> None:
     try:
         channels = list(consumer.connection.transport.channels)
     except Exception:  # noqa: BLE001 - only a faster stop is at stake, never the stop itself
+        return
+    if channels and not all(hasattr(c, "_in_poll") for c in channels) and hasattr(channels[0], "client"):
+        # A Redis channel without kombu's _in_poll: this kombu's internals differ. Step back, never break.
+        print("p419: this kombu keeps no _in_poll: the warm stop waits out the BRPOP", file=sys.stderr)
         return
     for channel in channels:
         with contextlib.suppress(Exception):
@@ -259,31 +262,28 @@ def warm_shutdown_on_ctrl_break() -> None:
 def prepare(argv: list[str], environ: Mapping[str, str]) -> Any:
     """Everything before the hand-over; returns the Celery app it loaded (None: none). Raises LaunchError when
     the app cannot be loaded."""
-    from python419.platforms import detect_platform
-    from python419.supervisor.orphans import start_watchdog_from_env
-
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the app dir: `celery -A main` imports from it, as celery does
-    start_watchdog_from_env(detect_platform(), dict(environ))  # only under `p419 up`
+    start_from_env(environ)  # only under `p419 up`
     warm_shutdown_on_ctrl_break()
-    if environ.get(stackenv.STOP_FILE):
-        watch_stop_file(environ[stackenv.STOP_FILE])
+    if environ.get(contract.STOP_FILE):
+        watch_stop_file(environ[contract.STOP_FILE])
     program, app = argv[0], None
     if program == "celery":
-        spec = celery_app_spec(argv) or environ.get(stackenv.CELERY_APP)
+        spec = celery_app_spec(argv) or environ.get(contract.CELERY_APP)
         if spec:
             app = load_celery_app(spec)
             configure_for_stack(app, environ)
-        if environ.get(stackenv.READY_FILE):
-            report_ready(environ[stackenv.READY_FILE])
+        if environ.get(contract.READY_FILE):
+            report_ready(environ[contract.READY_FILE])
         if "worker" in argv:
             stop_at_once_when_idle()
-        if "beat" in argv and environ.get(stackenv.BEAT_LOCK):
+        if "beat" in argv and environ.get(contract.BEAT_LOCK):
             take_beat_lock(spec or "", environ)
     elif program == "uvicorn":
         # The API publishes tasks: its Celery app must use the stack's broker folders too.
-        spec = environ.get(stackenv.CELERY_APP)
-        if spec and environ.get(stackenv.BROKER) == "embedded":
+        spec = environ.get(contract.CELERY_APP)
+        if spec and contract.transport_options(environ):
             configure_for_stack(load_celery_app(spec), environ)
         target = next((a for a in argv[1:] if not a.startswith("-")), None)
         if target and "--factory" not in argv:
@@ -293,6 +293,14 @@ def prepare(argv: list[str], environ: Mapping[str, str]) -> Any:
 
 def _stopped_as_asked(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def sigterm_ends_cleanly(windows: bool) -> bool:
+    """Must the launcher turn a SIGTERM into a clean exit? On Windows, yes: uvicorn re-raises the signal that
+    stopped it once its graceful shutdown is over, and a raised SIGTERM without a handler makes the C runtime
+    end the process with exit code 3, uvicorn's own code for a failed start-up (the Wine lane: "api stopped
+    with exit code 3" after every clean stop). On POSIX the process dies of the signal, which says the same."""
+    return windows
 
 
 def hand_over(argv: list[str], app: Any = None) -> None:
@@ -308,9 +316,7 @@ def hand_over(argv: list[str], app: Any = None) -> None:
     elif program == "uvicorn":
         from uvicorn.main import main as uvicorn_main
 
-        from python419.platforms import detect_platform, sigterm_ends_cleanly
-
-        if sigterm_ends_cleanly(detect_platform()):
+        if sigterm_ends_cleanly(os.name == "nt"):
             # uvicorn puts this handler back after its shutdown, then raises the SIGTERM again: exit 0.
             signal.signal(signal.SIGTERM, _stopped_as_asked)
 
@@ -323,8 +329,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
     if not argv:
-        print("usage: python -m python419.launch celery|uvicorn ARGS...", file=sys.stderr)
-        sys.exit(2)
+        print("usage: PYTHON path/to/python419/launch celery|uvicorn ARGS...", file=sys.stderr)
+        sys.exit(contract.USAGE_EXIT)
     try:
         app = prepare(argv, environ)
     except LaunchError as exc:

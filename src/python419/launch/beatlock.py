@@ -1,8 +1,8 @@
 """Exactly one celery beat per broker: two beats send every periodic task twice.
 
 On Redis the lock is a key with a short expiry, refreshed while beat lives (so it spans hosts: a second machine
-joining with `--only beat` is refused too). On the embedded broker, which is one folder on one machine, it is
-an OS file lock in that folder, released by the OS whatever kills the holder.
+joining with `--only beat` is refused too). On the embedded broker, one folder on one machine, it is an OS file
+lock in that folder, released by the OS whatever ends the holder.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import hashlib
 import os
 import socket
 import threading
-from pathlib import Path
 
-from python419.broker import BrokerTarget
+from .filelock import lock_method, try_lock
 
 LEASE_MS = 15_000  # a dead beat's key expires within 15 s
 REFRESH = 5.0
@@ -23,7 +22,7 @@ class BeatLockHeld(Exception):
     """Another beat holds the lock; the message names it."""
 
 
-def lock_key(target: BrokerTarget, app: str) -> str:
+def lock_key(app: str) -> str:
     return "p419:beat:" + hashlib.sha256(app.encode()).hexdigest()[:12]
 
 
@@ -31,11 +30,11 @@ def holder_label() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-def acquire_redis(target: BrokerTarget, app: str) -> threading.Thread:
+def acquire_redis(url: str, app: str) -> threading.Thread:
     import redis
 
-    client = redis.Redis.from_url(target.url, socket_timeout=5, socket_connect_timeout=5)
-    key, me = lock_key(target, app), holder_label()
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    key, me = lock_key(app), holder_label()
     if not client.set(key, me, nx=True, px=LEASE_MS):
         holder = client.get(key)
         label = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
@@ -57,13 +56,10 @@ def acquire_redis(target: BrokerTarget, app: str) -> threading.Thread:
     return thread
 
 
-def acquire_file(folder: Path) -> int:
-    from python419.platforms import detect_platform
-    from python419.supervisor.state import _try_lock, lock_method
-
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "beat.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    if not _try_lock(fd, lock_method(detect_platform())):
+def acquire_file(folder: str) -> int:
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, "beat.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    if not try_lock(fd, lock_method(os.name == "nt")):
         os.close(fd)
         raise BeatLockHeld(
             f"another celery beat is alive on the embedded broker in {folder}: exactly one may run; stop it first"
@@ -71,8 +67,9 @@ def acquire_file(folder: Path) -> int:
     return fd  # held for the life of this process
 
 
-def acquire(target: BrokerTarget, app: str) -> None:
-    if target.kind == "embedded" and target.folder is not None:
-        acquire_file(target.folder)
+def acquire(broker: str, url: str, folder: str, app: str) -> None:
+    """broker: embedded | redis (the supervisor's choice); folder: the embedded broker's, or beat's own."""
+    if broker == "embedded":
+        acquire_file(folder)
     else:
-        acquire_redis(target, app)
+        acquire_redis(url, app)

@@ -16,6 +16,7 @@ from python419.addresses import safe_url
 from python419.launch import contract
 from python419.platforms import Platform, find_redis_server
 from python419.ports import accepts
+from python419.runfiles import stack_redis_url
 from python419.settings import Settings
 
 if TYPE_CHECKING:
@@ -98,21 +99,15 @@ def runtime_target(
         return embedded_target(settings.embedded_dir)
     url = environ.get(contract.CELERY_BROKER_URL)
     if url is None and running_broker == "redis":
-        url = stack_redis_url(settings)  # the Redis the running stack started, with its generated password
+        url = stack_redis_url(
+            settings.run_dir
+        )  # the Redis the running stack started, with its generated password
     return redis_target(url or settings.broker_redis_url)
 
 
 # --- the password of a Redis that `p419 up` starts ---------------------------------------------------------
 
 PASSWORD_FILE = "password"  # in the data dir's redis/ folder, owner-only
-
-
-def stack_redis_url(settings: Settings) -> str | None:
-    """The URL (with the generated password) of the Redis a running `up` on this data dir started, if it did."""
-    try:
-        return (settings.run_dir / "redis-url").read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
 
 
 def generated_password(redis_dir: Path) -> str:

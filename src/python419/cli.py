@@ -121,8 +121,8 @@ def worker(
     from python419.broker import make_embedded_folders, runtime_target
     from python419.launch import contract
     from python419.project import Flags
+    from python419.runfiles import running_broker
     from python419.supervisor.plan import command_line, launcher
-    from python419.supervisor.state import running_broker
     from python419.workers import plan_group, worker_command
 
     flags = Flags(
@@ -335,7 +335,7 @@ def restart(
     """Restart children of a running `p419 up` (workers warmly: a task in hand finishes)."""
     import time
 
-    from python419.supervisor.state import read_state, request_restart
+    from python419.runfiles import read_state, request_restart
 
     _, config = current()
     state = read_state(config.run_dir)
@@ -366,8 +366,8 @@ def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")
     """Show the children of a running `p419 up`: pid, state, uptime, restarts, CPU, memory."""
     import json
 
+    from python419.runfiles import read_state
     from python419.supervisor.control import status_document, status_table
-    from python419.supervisor.state import read_state
 
     _, config = current()
     state = read_state(config.run_dir)
@@ -385,8 +385,8 @@ def status(json_output: bool = typer.Option(False, "--json", help="Print JSON.")
 @app.command()
 def down(timeout: float = typer.Option(30.0, min=0, help="Seconds to wait for the stack to stop.")) -> None:
     """Ask a running `p419 up` to stop, as Ctrl+C would, and wait for it."""
+    from python419.runfiles import read_state
     from python419.supervisor.control import stop_and_wait
-    from python419.supervisor.state import read_state
 
     _, config = current()
     run_dir = config.run_dir

@@ -386,15 +386,19 @@ def find_interpreter(
         base = str(pm.normpath(os.fspath(cwd))) if cwd is not None else root_s
         return _configured(ctx, flag, base, f"--python {flag}", "--python", f"{fix}, e.g. --python .venv")
     if configured is not None:
-        config_s = os.fspath(config_file) if config_file is not None else "the config file"
-        name = pm.basename(config_s) if config_file is not None else config_s
-        label = f"{name} [tool.p419]" if name == "pyproject.toml" else name
-        base = (str(pm.dirname(pm.normpath(config_s))) if config_file is not None else "") or root_s
+        if config_file is None:
+            where = label = "the config file"
+            base = root_s
+        else:
+            where = os.fspath(config_file)
+            name = pm.basename(where)
+            label = f"{name} [tool.p419]" if name == "pyproject.toml" else name
+            base = str(pm.dirname(pm.normpath(where))) or root_s
         return _configured(
             ctx,
             configured,
             base,
-            f'python = "{configured}" in {config_s}',
+            f'python = "{configured}" in {where}',
             f"python in {label}",
             f"{fix}, or remove the line to let p419 find the project's environment",
         )

@@ -18,8 +18,8 @@ from python419.doctor.probes.broker_probe import BrokerProbe, probe_broker
 from python419.doctor.redact import Redactor, ours, secrets_in
 from python419.platforms import Platform, detect_platform
 from python419.project import Project, ProjectError, load_project, project_settings
+from python419.runfiles import running_broker
 from python419.settings import Settings, SettingsError
-from python419.supervisor.state import running_broker
 
 
 @dataclass(frozen=True)

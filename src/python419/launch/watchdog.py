@@ -48,9 +48,16 @@ def pid_alive(pid: int) -> bool:
 
 
 class Watchdog(threading.Thread):
-    def __init__(self, supervisor_pid: int, grace: float = 10.0, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        supervisor_pid: int,
+        grace: float = 10.0,
+        interval: float = 0.5,
+        escalate: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="p419-watchdog", daemon=True)
         self.supervisor_pid, self.grace, self.interval = supervisor_pid, grace, interval
+        self.escalate = escalate  # what ends what is left once the grace is over (default: our process group)
 
     def run(self) -> None:
         windows = os.name == "nt"
@@ -58,7 +65,9 @@ class Watchdog(threading.Thread):
             threading.Event().wait(self.interval)
         signal.raise_signal(signal.SIGTERM)  # the warm stop: a task in hand may finish within the grace
         threading.Event().wait(self.grace)
-        if not windows and os.getpgrp() == os.getpid():  # we lead our group (p419 starts each child so)
+        if self.escalate is not None:
+            self.escalate()
+        elif not windows and os.getpgrp() == os.getpid():  # we lead our group (p419 starts each child so)
             os.killpg(os.getpgrp(), signal.SIGKILL)
         os._exit(1)
 

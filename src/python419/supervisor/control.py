@@ -10,7 +10,8 @@ from typing import Any
 import psutil
 from rich.table import Table
 
-from python419.supervisor.state import child_statuses, request_stop
+from python419.runfiles import request_stop
+from python419.supervisor.state import child_statuses
 
 
 def status_document(state: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    Watchdog(os.getppid(), grace=5.0).start()
+    Watchdog(os.getppid(), grace=5.0, escalate=child.kill).start()
     code = child.wait()
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell does
 

@@ -27,6 +27,7 @@ from python419.broker import (
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
+from python419.runfiles import STOP_FILE, remove_redis_url, take_restart_requests, write_redis_url
 from python419.settings import Settings
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager, stop_exit_code
@@ -45,7 +46,7 @@ from python419.supervisor.printer import Printer
 from python419.supervisor.process import ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
 from python419.supervisor.reload import describe_changes, start_reloader
-from python419.supervisor.state import STOP_FILE, StateError, StateFile, UpLock, take_restart_requests
+from python419.supervisor.state import StateError, StateFile, UpLock
 
 
 class UpError(Exception):
@@ -165,8 +166,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         if plan.by_kind("redis"):
             redis_dir.mkdir(parents=True, exist_ok=True)
             write_redis_config(plan.target.url, redis_dir)
-            # `p419 send`/`worker`/`doctor` in another terminal follow this Redis, password included.
-            write_private(run_dir / "redis-url", plan.target.url)
+            write_redis_url(run_dir, plan.target.url, write_private)
     except OSError as exc:
         raise UpError(f"cannot write to the data dir {plan.data_dir}: {exc.strerror or exc}") from None
     stop_file = run_dir / STOP_FILE
@@ -225,7 +225,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         return manager.run()
     finally:
         stop_watching.set()
-        (run_dir / "redis-url").unlink(missing_ok=True)
+        remove_redis_url(run_dir)
         printer.close()
         state.remove()
         stop_file.unlink(missing_ok=True)

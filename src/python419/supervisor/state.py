@@ -20,11 +20,8 @@ import psutil
 
 from python419.launch.filelock import try_lock
 from python419.platforms import Platform
+from python419.runfiles import LOCK_FILE, STATE_FILE, parse_state, same_process
 from python419.supervisor import events as ev
-
-STATE_FILE = "up.json"
-STOP_FILE = "stop-request"
-LOCK_FILE = "up.lock"
 
 
 class StateError(Exception):
@@ -33,10 +30,6 @@ class StateError(Exception):
 
 class AlreadyRunning(StateError):
     pass
-
-
-class CorruptState(ValueError):
-    """A state file whose content is not what `p419 up` writes."""
 
 
 # --- the lock --------------------------------------------------------------------------------------
@@ -206,78 +199,6 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def _same_process(pid: int, create_time: float | None) -> psutil.Process | None:
-    """The process, unless it is gone or its pid now belongs to another one."""
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 1:
-            return None
-        return proc
-    except psutil.Error:
-        return None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
-def parse_state(raw: object) -> dict[str, Any]:
-    """A state file's content, checked field by field; raises CorruptState saying what is wrong."""
-    if not isinstance(raw, dict):
-        raise CorruptState(f"not a JSON object but {type(raw).__name__}")
-    checks: dict[str, tuple[Any, str]] = {
-        "pid": (lambda v: _is_int(v) and v > 0, "a process id"),
-        "create_time": (_is_number, "a number"),
-        "api_url": (lambda v: isinstance(v, str), "a string"),
-        "ready": (lambda v: isinstance(v, bool), "true or false"),
-        "children": (lambda v: isinstance(v, dict), "an object"),
-    }
-    for key, (ok, what) in checks.items():
-        if key not in raw:
-            raise CorruptState(f"no {key!r}")
-        if not ok(raw[key]):
-            raise CorruptState(f"{key!r} is {raw[key]!r}, not {what}")
-    if "broker" in raw and not isinstance(raw["broker"], str | None):
-        raise CorruptState(f"'broker' is {raw['broker']!r}, not a string")
-    child_checks: dict[str, tuple[Any, str]] = {
-        "pid": (lambda v: v is None or _is_int(v), "a process id"),
-        "state": (lambda v: isinstance(v, str), "a string"),
-        "since": (lambda v: v is None or _is_number(v), "a number"),
-        "create_time": (lambda v: v is None or _is_number(v), "a number"),
-        "restarts": (_is_int, "a number"),
-    }
-    for name, child in raw["children"].items():
-        if not isinstance(child, dict):
-            raise CorruptState(f"child {name!r} is {child!r}, not an object")
-        for key, (ok, what) in child_checks.items():
-            if key in child and not ok(child[key]):
-                raise CorruptState(f"{name}.{key} is {child[key]!r}, not {what}")
-    return dict(raw)
-
-
-def read_state(run_dir: Path) -> dict[str, Any] | None:
-    """The state of a live `p419 up`, or None: no file, an unreadable or corrupt one (see parse_state), or
-    its supervisor is gone (or its pid now belongs to another process)."""
-    try:
-        data = parse_state(json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError):  # CorruptState and JSONDecodeError are ValueErrors
-        return None
-    if _same_process(data["pid"], float(data["create_time"])) is None:
-        return None
-    return data
-
-
-def running_broker(run_dir: Path) -> str | None:
-    """The broker kind (redis/embedded) of a live `p419 up` on this data dir, if one runs."""
-    state = read_state(run_dir)
-    broker = state.get("broker") if state else None
-    return broker if broker in ("redis", "embedded") else None
-
-
 @dataclass(frozen=True)
 class ChildStatus:
     name: str
@@ -293,7 +214,7 @@ def child_statuses(state: dict[str, Any], sample: float = 0.1) -> list[ChildStat
     """Each child of a state file, with CPU (over `sample` seconds) and RSS measured now."""
     procs: dict[str, psutil.Process] = {}
     for name, child in state["children"].items():
-        proc = _same_process(int(child.get("pid") or 0), child.get("create_time"))
+        proc = same_process(int(child.get("pid") or 0), child.get("create_time"))
         if proc is not None:
             try:
                 proc.cpu_percent(None)
@@ -325,36 +246,3 @@ def child_statuses(state: dict[str, Any], sample: float = 0.1) -> list[ChildStat
             )
         )
     return rows
-
-
-RESTART_FILE = "restart-request"
-
-
-def request_restart(run_dir: Path, names: list[str]) -> None:
-    """What `p419 restart NAME` does: the running `up` polls for this file (as for a stop)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / RESTART_FILE
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(f"{name}\n" for name in names))
-
-
-def take_restart_requests(run_dir: Path) -> list[str]:
-    """The names asked for since the last call (the file is consumed)."""
-    path = run_dir / RESTART_FILE
-    taken = run_dir / (RESTART_FILE + ".taken")
-    try:
-        path.replace(taken)
-    except OSError:
-        return []
-    try:
-        return [line.strip() for line in taken.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError:
-        return []
-    finally:
-        taken.unlink(missing_ok=True)
-
-
-def request_stop(run_dir: Path) -> None:
-    """What `p419 down` does: the running `up` polls for this file and stops as on Ctrl+C."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / STOP_FILE).write_text(str(os.getpid()), encoding="utf-8")

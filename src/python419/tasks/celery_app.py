@@ -83,7 +83,7 @@ def create_app(settings: Settings, target: BrokerTarget) -> Celery:
 @functools.lru_cache(maxsize=1)
 def get_target() -> BrokerTarget:
     """The broker this process uses (see `runtime_target`), decided once."""
-    from python419.supervisor.state import running_broker
+    from python419.runfiles import running_broker
 
     settings = get_settings()
     return runtime_target(settings, os.environ, running_broker(settings.run_dir))

@@ -15,7 +15,8 @@ templates = Jinja2Templates(directory="templates")
 @app.get("/")
 def home(request: Request):
     # Starlette 0.26's call form: the template's name first, the request inside the context.
-    # Starlette 1.x takes TemplateResponse(request, name, ...) only, and this line raises TypeError there.
+    # Starlette 1.x takes TemplateResponse(request, name, ...) only: there the dict lands in `name` and this
+    # line raises TypeError: unhashable type: 'dict' (a 500 for the home page).
     return templates.TemplateResponse("home.html", {"request": request})
 
 

@@ -27,12 +27,13 @@ import pytest
 import redis
 from rich.console import Console
 
+from python419.runfiles import read_state
 from python419.supervisor import events as ev
 from python419.supervisor.manager import IDLE_POLL, Manager, stop_exit_code, stopped_cleanly
 from python419.supervisor.orphans import pdeathsig_for
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe
-from python419.supervisor.state import UpLock, lock_method, read_state
+from python419.supervisor.state import UpLock, lock_method
 from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
 from tests.procs import all_gone, free_port, guarded_by_a_stand_in, kill_all, kill_tree, wait_until

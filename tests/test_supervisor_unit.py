@@ -94,6 +94,7 @@ class World:
         self.events: list[ev.Event] = []
         self.probed: list[tuple[str, float]] = []
         self.silent: set[str] = set()  # start, but never print their readiness line (Readiness.line)
+        self.answers: dict[str, bool | str] = {}  # what the probe says of a child (default: ready)
         self.line_after: dict[str, float] = {}  # print it that long after starting (default: at once)
         self.pending: list[tuple[float, str, str]] = []  # (when, child, line)
         self.lines: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()  # what the children print
@@ -131,9 +132,9 @@ class World:
             self.pending.remove(due)
             self.say(due[1], due[2])
 
-    def probe(self, spec: ChildSpec) -> bool:
+    def probe(self, spec: ChildSpec) -> bool | str:
         self.probed.append((spec.name, self.clock.now))
-        return spec.name not in self.unready
+        return self.answers.get(spec.name, spec.name not in self.unready)
 
     def manager(self, tmp_path: Path, **kw: object) -> Manager:
         plan = plan_for("linux", tmp_path, Flags(workers=2))
@@ -176,6 +177,20 @@ def test_starts_all_in_parallel_gates_on_readiness_then_stops_in_waves(tmp_path:
     assert stops["worker1"] == stops["worker2"] == first
     assert first + 1.0 <= stops["redis"] <= first + 1.0 + 0.1
     assert all(e.expected for e in world.of(ev.Exited))
+
+
+def test_an_api_that_answers_5xx_is_ready_with_a_warning_and_the_stack_stays(tmp_path: Path) -> None:
+    """A 5xx on the ready path is a server that runs with a bug: the stack becomes ready and says so (it used to
+    be torn down after --ready-timeout, hiding the project's working endpoints)."""
+    world = World()
+    world.answers["api"] = "it answers 500 on / (its server runs; the app fails there)"
+    manager = world.manager(tmp_path)
+    manager.stop_requested = lambda: manager.stack_ready and world.clock.now > 5
+    assert manager.run() == 0
+    [api] = [e for e in world.of(ev.ChildReady) if e.name == "api"]
+    assert api.warning and "500 on /" in api.warning
+    assert world.of(ev.StackReady) and all(e.expected for e in world.of(ev.Exited))
+    assert "api ready in" in describe(api)[0] and "500" in describe(api)[0]
 
 
 def test_redis_is_probed_only_once_it_says_it_is_ready_and_then_at_once(tmp_path: Path) -> None:

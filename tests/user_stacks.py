@@ -46,15 +46,17 @@ class UserStack:
 
     ready_timeout = 60.0
 
-    def __init__(self, root: Path, *args: str, **env: str) -> None:
+    def __init__(self, root: Path, *args: str, command: list[str] | None = None, **env: str) -> None:
+        """`command`: how p419 is called (default: this interpreter's python419, as an installed p419 is)."""
         self.root = root
+        self.command = command or [sys.executable, "-m", "python419"]
         self.api_port = free_port()
         self.env = {**clean_environ(), "P419_API_PORT": str(self.api_port), **env}
         self.env.setdefault("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
         self.log = root / f"up-{time.monotonic_ns()}.log"
         with self.log.open("wb") as handle:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "python419", "up", "--grace", "10", *args],
+                [*self.command, "up", "--grace", "10", *args],
                 cwd=root,
                 env=self.env,
                 stdout=handle,

@@ -99,6 +99,12 @@ API = typer.Option(
 )
 API_COMMAND = typer.Option(None, "--api-command", help="Any other API server command (instead of --api).")
 CELERY = typer.Option(None, "--celery", metavar="MODULE[:ATTR]", help="Celery app, as for celery -A.")
+PYTHON = typer.Option(
+    None,
+    "--python",
+    metavar="PATH",
+    help="The project's interpreter or virtualenv (default: VIRTUAL_ENV, .venv/venv/env, poetry/pipenv/uv/pdm).",
+)
 
 
 @app.command()
@@ -112,6 +118,7 @@ def worker(
     hostname: str | None = typer.Option(None, help="Node name, e.g. worker1@%h."),
     app_dir: str | None = APP_DIR,
     celery: str | None = CELERY,
+    python: str | None = PYTHON,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the command that would run, then exit."),
 ) -> None:
     """Start one Celery worker of the project with the right pool for this OS, on the running stack's broker:
@@ -127,6 +134,7 @@ def worker(
 
     flags = Flags(
         app_dir=app_dir,
+        python=python,
         celery=celery,
         pool=pool.value if pool else None,
         concurrency=concurrency,
@@ -142,12 +150,18 @@ def worker(
             f"{group.processes} solo processes (p419 up runs them); this runs one",
             soft_wrap=True,
         )
-    python = project_python(project, {"celery"})
-    argv = worker_command(launcher(python), project.celery, group, loglevel.value, hostname)
+    from python419.supervisor.run import UpError, find_project_python
+
+    try:
+        found = find_project_python(project, config.platform, {"celery"})
+    except UpError as exc:
+        raise fail(str(exc), exc.code) from None
+    argv = worker_command(launcher(found.path), project.celery, group, loglevel.value, hostname)
     target = runtime_target(config, os.environ, running_broker(config.run_dir))
     say = lambda text: out().print(text, soft_wrap=True, markup=False)  # noqa: E731
     say(f"p419 worker: pool={group.choice.pool} on {config.platform} ({group.choice.reason})")
     say(f"p419 worker: broker {target.safe}; app {project.celery} in {project.app_dir}")
+    say(f"p419 worker: {found.line}")
     if dry_run:
         say(command_line(argv, config.platform))
         return
@@ -169,11 +183,6 @@ def exec_child(argv: list[str], env: dict[str, str], cwd: str) -> None:
         os.execve(argv[0], argv, env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise typer.Exit(subprocess.call(argv, env=env, cwd=cwd))
-
-
-def project_python(project: Project, needs: set[str]) -> str:
-    """The interpreter that runs this project's children; a missing package is one line and exit 2."""
-    return sys.executable
 
 
 @app.command()
@@ -237,10 +246,13 @@ def up(
         None, help="auto (default), redis, embedded (no server), or a redis:// URL."
     ),
     app_dir: str | None = APP_DIR,
+    python: str | None = PYTHON,
     api: str | None = API,
     api_command: str | None = API_COMMAND,
     celery: str | None = CELERY,
-    ready_path: str | None = typer.Option(None, help="Path the API must answer (< 500) to be ready."),
+    ready_path: str | None = typer.Option(
+        None, help="Path the API must answer to be ready (a 5xx: ready, with a warning)."
+    ),
     grace: float = typer.Option(
         10.0, min=0, max=600, help="Seconds children get to stop before being killed."
     ),
@@ -257,6 +269,7 @@ def up(
 
     flags = Flags(
         app_dir=app_dir,
+        python=python,
         api=api,
         api_command=api_command,
         celery=celery,
@@ -285,7 +298,7 @@ def up(
             return
         code = run(plan, out(), grace=grace, ready_timeout=ready_timeout)
     except UpError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.code) from None
     exit_now(code)
 
 

@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -697,3 +698,68 @@ __all__ = [
     "run_command",
     "venv_python",
 ]
+
+
+# --- the project's interpreter, as every verb asks for it ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectPython:
+    interpreter: Interpreter
+    versions: Versions
+
+    @property
+    def path(self) -> str:
+        return self.interpreter.path
+
+    @property
+    def line(self) -> str:
+        return describe(self.interpreter, self.versions)
+
+
+def own_versions() -> Versions:
+    """p419's own interpreter, read in-process (no subprocess for the bundled app)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in DISTRIBUTIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    major, minor, micro = sys.version_info[:3]
+    return Versions((major, minor, micro), **found)
+
+
+def project_python(
+    *,
+    platform: Platform,
+    environ: Mapping[str, str],
+    root: str | os.PathLike[str],
+    app_dir: str | os.PathLike[str] | None,
+    flag: str | None,
+    configured: str | None,
+    config_file: str | os.PathLike[str] | None,
+    bundled: bool,
+    on_skip: Callable[[str], None] | None = None,
+) -> ProjectPython:
+    """The interpreter that runs a project's children, with what it has (one query). The bundled app runs in
+    p419's own interpreter, which has it."""
+    if bundled and flag is None:
+        return ProjectPython(
+            Interpreter(sys.executable, "the bundled app: p419's own interpreter", True), own_versions()
+        )
+    interp = find_interpreter(
+        platform=platform,
+        environ=environ,
+        root=root,
+        own_executable=sys.executable,
+        own_prefix=sys.prefix,
+        app_dir=app_dir,
+        flag=flag,
+        configured=configured,
+        config_file=config_file,
+        on_skip=on_skip,
+    )
+    versions = own_versions() if interp.own and interp.path == sys.executable else query_versions(interp.path)
+    return ProjectPython(interp, versions)

@@ -79,6 +79,7 @@ class ProjectConfig(_Strict):
     """`[tool.p419]` / p419.toml. Unknown keys are refused, so a typo is not silently ignored."""
 
     app_dir: str | None = None
+    python: str | None = None  # the project's interpreter (or its venv folder), relative to this file
     api: str | None = None
     api_command: str | list[str] | None = None
     celery: str | None = None
@@ -164,6 +165,7 @@ class Flags:
     """What `p419 up` (and the other verbs) were given on the command line; None = not given."""
 
     app_dir: str | None = None
+    python: str | None = None
     api: str | None = None
     api_command: str | None = None
     celery: str | None = None
@@ -202,6 +204,16 @@ class Project:
     beat: bool = False
     flower: bool = False
     only: tuple[str, ...] | None = None
+    python_flag: str | None = None  # --python
+    python_config: str | None = None  # python = "..." in the config file
+
+    def needs(self) -> set[str]:
+        """What the project's interpreter must have for the parts this run starts."""
+        wants = lambda part: self.only is None or part in self.only  # noqa: E731
+        needs = {"celery"} if (wants("workers") or (self.beat and wants("beat"))) else set()
+        if self.api and wants("api"):
+            needs.add("uvicorn")
+        return needs
 
     @property
     def label(self) -> str:
@@ -310,6 +322,8 @@ def resolve_project(
         beat=bool(flags.beat if flags.beat is not None else config.beat),
         flower=bool(flags.flower if flags.flower is not None else config.flower),
         only=_only(flags.only),
+        python_flag=flags.python,
+        python_config=config.python,
     )
 
 

@@ -252,6 +252,43 @@ def render(config: dict[str, Any]) -> str:
     return tomlkit.dumps(document)
 
 
+def add_python(folder: Path, found: Found) -> None:
+    """`python = ...` when the project has an environment of its own (found by the same rule as `p419 up`),
+    written relative to the folder when it lies inside it."""
+    import os
+    import sys
+
+    from python419.interpreter import InterpreterError, find_interpreter
+    from python419.platforms import detect_platform
+
+    app_dir = found.config.get("app_dir")
+    try:
+        interp = find_interpreter(
+            platform=detect_platform(),
+            environ=os.environ,
+            root=folder,
+            own_executable=sys.executable,
+            own_prefix=sys.prefix,
+            app_dir=folder / app_dir if app_dir else None,
+        )
+    except InterpreterError as exc:
+        found.left.append(f"python: {exc}")
+        return
+    if interp.own:
+        found.left.append("python: no environment of the project's found; p419 up runs it with its own")
+        return
+    path = Path(interp.path)
+    shown = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
+    config = dict(found.config)
+    found.config.clear()
+    for key, value in config.items():
+        found.config[key] = value
+        if key == "app_dir":
+            found.config["python"] = shown
+    found.config.setdefault("python", shown)
+    found.lines.append(f"python: {shown} ({interp.reason}) → python")
+
+
 def init_project(folder: Path, *, force: bool = False) -> tuple[Path, Path, Found]:
     """Writes the config; returns (source read, file written, what was found). Raises ProjectError."""
     import tomlkit
@@ -262,6 +299,7 @@ def init_project(folder: Path, *, force: bool = False) -> tuple[Path, Path, Foun
             f"{existing.path} already has a p419 configuration ({existing.table}); --force replaces it"
         )
     source, found = discover(folder)
+    add_python(folder, found)
     parse_config(found.config, f"the configuration read from {source}")  # what we write must load
     pyproject = folder / PYPROJECT
     if pyproject.is_file():

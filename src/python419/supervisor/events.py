@@ -21,6 +21,7 @@ class Started:
 class ChildReady:
     name: str
     seconds: float
+    warning: str | None = None  # ready, but the user should look (an API answering 5xx on its ready path)
 
 
 @dataclass(frozen=True)

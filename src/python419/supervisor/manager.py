@@ -82,7 +82,7 @@ class Manager:
         self,
         plan: Plan,
         factory: Callable[[ChildSpec], Child],
-        probe: Callable[[ChildSpec], bool],
+        probe: Callable[[ChildSpec], bool | str],  # a str: ready, with that warning
         emit: Callable[[ev.Event], None],
         *,
         lines: Lines | None = None,
@@ -294,9 +294,11 @@ class Manager:
             if state.ready or state.awaiting_line or not state.running or now < state.next_probe:
                 continue
             state.next_probe = now + PROBE_EVERY
-            if self.probe(state.spec):
+            answer = self.probe(state.spec)
+            if answer:
                 state.ready = True
-                self._emit(ev.ChildReady(state.spec.name, self.clock() - state.started_at))
+                warning = answer if isinstance(answer, str) else None
+                self._emit(ev.ChildReady(state.spec.name, self.clock() - state.started_at, warning))
         if not self.stack_ready and all(s.ready for s in self.states.values()):
             self.stack_ready = True
             has_api = any(s.spec.kind == "api" for s in self.states.values())

@@ -118,6 +118,7 @@ class Plan:
     data_dir: Path
     run_dir: Path
     logs_dir: Path
+    python_line: str = ""  # which interpreter runs the children, why, and what it has
 
     def by_kind(self, kind: Kind) -> list[ChildSpec]:
         return [c for c in self.children if c.kind == kind]
@@ -209,7 +210,10 @@ def build_plan(
     broker: BrokerDecision,
     redis_binary: str | None,
     supervisor_pid: int,
+    flower: bool | None = None,
+    python_line: str = "",
 ) -> Plan:
+    """`flower`: the project's interpreter has Flower (None: ask p419's own)."""
     data_dir = settings.data_dir
     run_dir = settings.run_dir
     target = (
@@ -293,7 +297,8 @@ def build_plan(
             )
         )
 
-    events = project.flower and flower_installed()  # Flower shows what task events say
+    has_flower = flower_installed() if flower is None else flower
+    events = project.flower and has_flower  # Flower shows what task events say
     for group in project.workers if wants("workers") else ():
         group_plan = plan_group(platform, group)
         warnings.extend(group_plan.warnings)
@@ -334,9 +339,9 @@ def build_plan(
             )
         )
     if project.flower and wants("flower"):
-        if not flower_installed():
+        if not has_flower:
             warnings.append(
-                "flower = true, but Flower is not installed: pip install flower (then p419 up again)"
+                f"flower = true, but Flower is not installed: {python} -m pip install flower (then p419 up again)"
             )
         else:
             flower_dir = data_dir / "flower"
@@ -370,6 +375,7 @@ def build_plan(
         data_dir=data_dir,
         run_dir=run_dir,
         logs_dir=settings.logs_dir,
+        python_line=python_line,
     )
 
 
@@ -415,6 +421,7 @@ def plan_lines(plan: Plan) -> list[str]:
         f"project: {plan.project.label}"
         + (f" ({plan.project.config_path})" if plan.project.config_path else ""),
         f"platform: {plan.platform}",
+        *([plan.python_line] if plan.python_line else []),
         f"broker: {plan.broker.message}",
         *(f"workers: {note}" for note in plan.notes),
         *(f"warning: {warning}" for warning in plan.warnings),

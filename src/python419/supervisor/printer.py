@@ -267,6 +267,8 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
     match event:
         case ev.Started(name, pid):
             return f"started {name} (pid {pid})", None
+        case ev.ChildReady(name, seconds, warning) if warning:
+            return f"{name} ready in {seconds:.2f}s, but {warning}", "yellow"
         case ev.ChildReady(name, seconds):
             return f"{name} ready in {seconds:.2f}s", "green"
         case ev.StackReady(seconds, urls):

@@ -3,7 +3,9 @@
 - Redis (tcp, after its "Ready to accept connections" line: see plan.REDIS_READY_LINE): the port accepts and
   the child's tree listens on it; otherwise another stack's Redis on the same port would answer for a child that
   could not bind.
-- http: any answer below 500 on the ready path, from a port that the child's process tree listens on.
+- http: any HTTP answer on the ready path, from a port that the child's process tree listens on. A 5xx means
+  the server runs and the app has a bug there: ready, with a warning (tearing the stack down for it hid a
+  project's working endpoints behind its broken home page). Not ready is no answer at all.
 - tcp: the port accepts, and the child's tree listens on it (`api_command` servers).
 - file: the worker wrote its pid there on Celery's worker_ready (no 1-second `inspect ping`).
 
@@ -66,9 +68,9 @@ def owns_port(pid: int, port: int) -> bool:
     return not holders or bool(holders & pids)
 
 
-def http_ready(url: str, pid: int) -> bool:
-    """Any answer below 500 on the ready path (the standard library's client: no client object, no SSL context
-    for a plain-HTTP probe of a loopback port)."""
+def http_ready(url: str, pid: int) -> bool | str:
+    """Any answer on the ready path; a 5xx is ready with a warning (the standard library's client: no client
+    object, no SSL context for a plain-HTTP probe of a loopback port)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
     if not accepts(host, port):
@@ -76,13 +78,16 @@ def http_ready(url: str, pid: int) -> bool:
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(host, port, timeout=PROBE_TIMEOUT)
     try:
-        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
-        answered = connection.getresponse().status < 500
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path)
+        status = connection.getresponse().status
     except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
-    return answered and owns_port(pid, port)
+    if not owns_port(pid, port):
+        return False
+    return f"it answers {status} on {path} (its server runs; the app fails there)" if status >= 500 else True
 
 
 def tcp_ready(target: str, pid: int) -> bool:
@@ -98,7 +103,7 @@ def file_ready(path: str, pid: int) -> bool:
     return not written.isdigit() or int(written) in tree_pids(pid)
 
 
-CHECKS: dict[str, Callable[[str, int], bool]] = {
+CHECKS: dict[str, Callable[[str, int], bool | str]] = {
     "http": http_ready,
     "tcp": tcp_ready,
     "file": file_ready,
@@ -111,7 +116,7 @@ class Probe:
     def __init__(self, pid_of: PidOf) -> None:
         self.pid_of = pid_of
 
-    def __call__(self, spec: ChildSpec) -> bool:
+    def __call__(self, spec: ChildSpec) -> bool | str:
         ready: Readiness | None = spec.ready
         pid = self.pid_of(spec.name)
         if ready is None:

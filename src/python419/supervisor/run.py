@@ -24,6 +24,7 @@ from python419.broker import (
     redis_status,
     write_private,
 )
+from python419.interpreter import InterpreterError, ProjectPython, project_python, require
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
@@ -50,7 +51,31 @@ from python419.supervisor.state import StateError, StateFile, UpLock
 
 
 class UpError(Exception):
-    """`p419 up` cannot start; the message says why and what to do."""
+    """`p419 up` cannot start; the message says why and what to do. `code`: 2 for a configuration the
+    user must change, 1 for a state of the machine (a port taken, a stack already running)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def find_project_python(project: Project, platform: Platform, needs: set[str] | None = None) -> ProjectPython:
+    """The project's interpreter, checked for what this run starts (one line and UpError when it lacks it)."""
+    try:
+        python = project_python(
+            platform=platform,
+            environ=os.environ,
+            root=project.root,
+            app_dir=project.app_dir,
+            flag=project.python_flag,
+            configured=project.python_config,
+            config_file=project.config_path,
+            bundled=project.bundled,
+        )
+        require(python.interpreter, python.versions, project.needs() if needs is None else needs)
+    except InterpreterError as exc:
+        raise UpError(str(exc), 2) from None
+    return python
 
 
 def plan_platform(settings: Settings, dry_run: bool) -> tuple[Platform, str | None]:
@@ -64,8 +89,16 @@ def plan_platform(settings: Settings, dry_run: bool) -> tuple[Platform, str | No
     )
 
 
-def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_run: bool = False) -> Plan:
+def make_plan(
+    project: Project,
+    settings: Settings,
+    options: UpOptions,
+    *,
+    dry_run: bool = False,
+    python: ProjectPython | None = None,
+) -> Plan:
     platform, platform_note = plan_platform(settings, dry_run)
+    python = python or find_project_python(project, platform)
     mode = settings.broker_mode
     url = settings.broker_redis_url
     status = "down" if mode == "embedded" else redis_status(url)
@@ -92,8 +125,10 @@ def make_plan(project: Project, settings: Settings, options: UpOptions, *, dry_r
             settings,
             options,
             platform=platform,
-            python=sys.executable,
+            python=python.path,
             own_python=sys.executable,
+            flower=python.versions.flower is not None,
+            python_line=python.line,
             broker=broker,
             redis_binary=binary,
             supervisor_pid=os.getpid(),
@@ -211,6 +246,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         emit(ev.Note(f"the state file was corrupt: moved it aside to {lock.moved_aside}", loud=True))
     if not plan.project.bundled:
         emit(ev.Note(f"project: {plan.project.label}"))
+        emit(ev.Note(plan.python_line))
     emit(ev.Note(plan.broker.message, loud=plan.broker.loud))
     if job_error:
         emit(ev.Note(job_error, loud=True))

@@ -100,6 +100,22 @@ def make_stack(
         s.stop()
 
 
+@pytest.fixture(scope="session")
+def pinned_venv() -> Path:
+    """The pinned fixture's own venv: celery 5.2.7, fastapi 0.95.0, ... on the oldest Python here."""
+    from tests.venvs import PINNED, project_venv
+
+    return project_venv(PINNED)
+
+
+@pytest.fixture(scope="session")
+def latest_venv() -> Path:
+    """The newest releases of the fixture projects' stack, on the newest Python here."""
+    from tests.venvs import LATEST, newest_python, project_venv
+
+    return project_venv(LATEST, newest_python())
+
+
 @pytest.fixture
 def user_stacks() -> Iterator[list[UserStack]]:
     """`p419 up` stacks a test started (tests/user_stacks.py): killed at the end, even when the test failed."""

@@ -4,7 +4,10 @@ broker, `p419 restart NAME`, and `--only workers` joining a stack from another d
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -105,25 +108,83 @@ def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, user
     assert after["pid"] != before["pid"] and after["restarts"] == before["restarts"] + 1
     assert "fast1 restarted" in done.stdout
 
-    # A second beat on the same broker (another data dir, as from another machine) is refused.
+    # A second beat on the same broker (another data dir, as from another machine) is refused, by name.
     other = copy_project(tmp_path / "second", "factory", FACTORY_GROUPS)
-    # The Redis the first stack started has a generated password: a second machine is given it.
-    password = (root / ".p419" / "redis" / "password").read_text().strip()
-    url = up.env["REDIS_URL"].replace("redis://", f"redis://:{password}@")
-    without = Up(
-        copy_project(tmp_path / "third", "factory", FACTORY_GROUPS),
-        "--only",
-        "beat",
-        REDIS_URL=up.env["REDIS_URL"],
-    )
-    user_stacks.append(without)
-    assert without.proc.wait(60) == 1 and "requires a password" in without.output(), without.output()
-    env = {"REDIS_URL": url, "P419_DATA_DIR": str(tmp_path / "second-data")}
+    env = {"REDIS_URL": up.env["REDIS_URL"], "P419_DATA_DIR": str(tmp_path / "second-data")}
     second = Up(other, "--only", "beat", **env)
     user_stacks.append(second)
     assert second.proc.wait(60) == 2, second.output()
-    assert "another celery beat for this broker is alive" in second.output()
+    beat_pid = up.children()["beat"]["pid"]
+    assert f"beat: another celery beat for this broker is alive (pid {beat_pid} on " in second.output()
+    assert "cannot load the app" not in second.output()
+
+    # Beat never blocks its own successor: a restart, a kill -9, a whole new `up` at once.
+    fired = lambda: up.output().count("Scheduler: Sending due task")  # noqa: E731
+    done = up.p419("restart", "beat")
+    assert done.returncode == 0 and "beat restarted" in done.stdout, done.stderr + done.stdout
+    count = fired()
+    assert wait_until(lambda: fired() > count + 1, 20), up.output()[-3000:]
+    assert up.proc.poll() is None and up.children()["beat"]["pid"] != beat_pid
+    os.kill(up.children()["beat"]["pid"], signal.SIGKILL)
+    up.wait_for(r"restarting beat", 20)
+    count = fired()
+    assert wait_until(lambda: fired() > count + 1, 30), up.output()[-3000:]
+    assert "took over the beat lock of a beat that is gone" in up.output()
     up.stop_and_check_nothing_left()
+    again = Up(root, REDIS_URL=up.env["REDIS_URL"])
+    user_stacks.append(again)
+    again.wait_ready()
+    again.wait_for(r"beat +\| .*Scheduler: Sending due task", 20)
+    assert "another celery beat" not in again.output()
+    again.stop_and_check_nothing_left()
+
+
+def test_redis_is_the_projects_url_exactly_and_a_password_only_when_asked(
+    tmp_path: Path, user_stacks
+) -> None:
+    """Like any local Redis (compose, apt, brew): the project's own clients reach p419's Redis with the
+    project's URL, no password; `redis_password = true` gives it a generated one, shown by `p419 status`."""
+    from celery import Celery
+
+    root = copy_project(tmp_path, "factory", FACTORY_GROUPS.replace("beat = true\n", ""))
+    up = Up(root)
+    user_stacks.append(up)
+    up.wait_ready()
+    client = Celery("outside", broker=up.env["REDIS_URL"], backend=up.env["REDIS_URL"], set_as_current=False)
+    try:
+        result = client.send_task("tasks.urgent", args=[5], queue="high_priority")
+        assert result.get(timeout=30)["double"] == 10
+    finally:
+        client.close()
+    up.stop_and_check_nothing_left()
+
+    (root / "p419.toml").write_text("redis_password = true\n" + (root / "p419.toml").read_text())
+    locked = Up(root, REDIS_URL=up.env["REDIS_URL"])
+    user_stacks.append(locked)
+    locked.wait_ready()
+    status = locked.p419("status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["broker_url"].startswith(
+        "redis://:**@127.0.0.1:"
+    )
+    password = (root / ".p419" / "redis" / "password").read_text().strip()
+    assert password not in status.stdout + locked.output()  # never printed
+    url = locked.env["REDIS_URL"].replace("redis://", f"redis://:{password}@")
+    client = Celery("outside", broker=url, backend=url, set_as_current=False)
+    try:
+        assert (
+            client.send_task("tasks.urgent", args=[6], queue="high_priority").get(timeout=30)["double"] == 12
+        )
+    finally:
+        client.close()
+    refused = Up(
+        copy_project(tmp_path / "other", "factory", FACTORY_GROUPS),
+        "--only",
+        "beat",
+        REDIS_URL=locked.env["REDIS_URL"],
+    )
+    user_stacks.append(refused)
+    assert refused.proc.wait(60) == 1 and "requires a password" in refused.output(), refused.output()
+    locked.stop_and_check_nothing_left()
 
 
 def test_only_workers_joins_a_stack_from_another_data_dir(tmp_path: Path, user_stacks) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +19,15 @@ from tests.user_stacks import UserStack, copy_project, p419
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    yield lambda name: copy_project(tmp_path, name)
+def project(tmp_path: Path, latest_venv: Path) -> Iterator[Callable[..., Path]]:
+    """A copy of a fixture project with its own environment at .venv: the newest releases of its stack."""
+
+    def copy(name: str) -> Path:
+        root = copy_project(tmp_path, name)
+        (root / ".venv").symlink_to(latest_venv, target_is_directory=True)
+        return root
+
+    yield copy
 
 
 def init(root: Path) -> str:
@@ -51,7 +57,7 @@ def test_flat_project_from_its_compose_file(project, user_stacks, broker: str) -
     assert body["task_result"]["slept"] == 0.1
     # The project's own test suite passes against the running stack.
     suite = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        [str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=root / "project",
         env={**clean_environ(), "BASE_URL": stack.url},
         capture_output=True,

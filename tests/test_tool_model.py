@@ -19,21 +19,7 @@ from tests.conftest import clean_environ
 from tests.user_stacks import UserStack, copy_project
 
 REPO = Path(__file__).resolve().parents[1]
-PINNED_REQUIREMENTS = REPO / "tests" / "projects" / "pinned" / "project" / "requirements.txt"
 P419 = [str(Path(sys.executable).with_name("p419"))]  # the installed console script, by its path
-
-
-@pytest.fixture(scope="session")
-def pinned_venv() -> Path:
-    """The pinned project's own venv (scripts/project-venv: built once, cached between runs)."""
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "project-venv"), str(PINNED_REQUIREMENTS)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def not_activated() -> dict[str, str]:

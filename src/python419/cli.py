@@ -150,10 +150,11 @@ def worker(
             f"{group.processes} solo processes (p419 up runs them); this runs one",
             soft_wrap=True,
         )
+    from python419.platforms import detect_platform
     from python419.supervisor.run import UpError, find_project_python
 
     try:
-        found = find_project_python(project, config.platform, {"celery"})
+        found = find_project_python(project, detect_platform(), {"celery"})
     except UpError as exc:
         raise fail(str(exc), exc.code) from None
     argv = worker_command(launcher(found.path), project.celery, group, loglevel.value, hostname)
@@ -195,8 +196,15 @@ def send(
 ) -> None:
     """Fire a notification by hand and show what happened."""
     from python419 import sending
+    from python419.products.settings import ProductSettings
 
-    _, config = current()
+    project, config = current()
+    if not isinstance(config, ProductSettings):
+        raise fail(
+            f"p419 send NAME notifies about a product of the bundled app; {project.label} is your own "
+            "(send one of its tasks with celery -A APP call TASK)",
+            2,
+        )
     outcome = sending.send(config, name, product_id, timeout=timeout, wait=not no_wait, direct=direct)
     (out() if outcome.ok else err()).print(outcome.line, soft_wrap=True, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
@@ -245,6 +253,11 @@ def up(
     broker: str | None = typer.Option(
         None, help="auto (default), redis, embedded (no server), or a redis:// URL."
     ),
+    redis_password: bool | None = typer.Option(
+        None,
+        "--redis-password/--no-redis-password",
+        help="Give the Redis p419 starts a generated password (kept in the data dir's redis/password).",
+    ),
     app_dir: str | None = APP_DIR,
     python: str | None = PYTHON,
     api: str | None = API,
@@ -282,6 +295,7 @@ def up(
         reload=reload,
         beat=beat,
         flower=flower,
+        redis_password=redis_password,
         only=tuple(part.strip() for part in only.split(",")) if only else None,
     )
     project, config = current(flags)

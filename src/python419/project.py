@@ -92,6 +92,8 @@ class ProjectConfig(_Strict):
     beat: bool = False
     flower: bool = False
     reload: bool = False
+    # A Redis that p419 starts gets a generated password (kept in the data dir) instead of the URL's own.
+    redis_password: bool = False
 
     @field_validator("broker")
     @classmethod
@@ -179,6 +181,7 @@ class Flags:
     beat: bool | None = None
     flower: bool | None = None
     only: tuple[str, ...] | None = None  # run part of the stack: api, workers, beat, flower
+    redis_password: bool | None = None
 
 
 ONLY_CHOICES = ("api", "workers", "beat", "flower")
@@ -204,6 +207,7 @@ class Project:
     beat: bool = False
     flower: bool = False
     only: tuple[str, ...] | None = None
+    redis_password: bool = False  # generate a password for the Redis that p419 starts
     python_flag: str | None = None  # --python
     python_config: str | None = None  # python = "..." in the config file
 
@@ -322,6 +326,9 @@ def resolve_project(
         beat=bool(flags.beat if flags.beat is not None else config.beat),
         flower=bool(flags.flower if flags.flower is not None else config.flower),
         only=_only(flags.only),
+        redis_password=bool(
+            flags.redis_password if flags.redis_password is not None else config.redis_password
+        ),
         python_flag=flags.python,
         python_config=config.python,
     )
@@ -354,7 +361,12 @@ def load_project(
 def project_settings(project: Project) -> Settings:
     """The user's settings for this project: its env files, then the environment; the config file's
     data_dir and broker where neither sets them; --broker over everything."""
-    settings = load_settings(project.env_files)
+    if project.bundled:
+        from python419.products.settings import ProductSettings
+
+        settings: Settings = load_settings(project.env_files, cls=ProductSettings)
+    else:
+        settings = load_settings(project.env_files)
     changes: dict[str, Any] = {}
     if "data_dir" not in settings.model_fields_set:
         changes["data_dir"] = project.data_dir or (project.root / ".p419")

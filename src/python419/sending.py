@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from python419.broker import broker_ping
 from python419.platforms import redis_install_hint
-from python419.settings import Settings
+from python419.products.settings import ProductSettings
 from python419.telegram import TelegramError
 
 
@@ -26,7 +26,7 @@ def _describe(result: object, elapsed: float) -> SendOutcome:
 
 
 def send(
-    settings: Settings, name: str, product_id: int, *, timeout: float, wait: bool, direct: bool
+    settings: ProductSettings, name: str, product_id: int, *, timeout: float, wait: bool, direct: bool
 ) -> SendOutcome:
     started = time.perf_counter()
     if direct:

@@ -1,20 +1,19 @@
-"""The user's settings: from the environment and env files (pydantic-settings), read lazily.
+"""The launcher's settings: from the environment and env files (pydantic-settings), read when asked.
 
-Nothing here runs at import: `get_settings()` reads them on first use. Every process of the stack (CLI, API,
-workers) reads the same settings, so they agree on the data dir and the Telegram endpoint; what `p419 up`
-decides for its children travels in its own namespace (`python419.stackenv`), never through these names.
+Only what p419 itself needs to run any project: the broker, the API's address, the data dir, the platform. The
+bundled products app adds its own keys (python419/products/settings.py); a user's project is never judged by
+them. What `p419 up` decides for its children travels in its own namespace (`python419.launch.contract`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from python419.addresses import safe_url
@@ -35,11 +34,6 @@ class Settings(BaseSettings):
 
     redis_server: str | None = Field(default=None, validation_alias="REDIS_SERVER")  # binary `p419 up` starts
 
-    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
-    telegram_chat_id: str | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
-    telegram_api_url: str = Field(default="https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
-    telegram_timeout: float = Field(default=10.0, gt=0, le=120, validation_alias="TELEGRAM_TIMEOUT")
-
     api_host: str = Field(default="127.0.0.1", validation_alias="P419_API_HOST")
     api_port: int = Field(default=8000, ge=1, le=65535, validation_alias="P419_API_PORT")
     data_dir: Path = Field(default=Path(".p419"), validation_alias="P419_DATA_DIR")
@@ -48,37 +42,10 @@ class Settings(BaseSettings):
     # config and `--broker` on the command line.
     broker: str = Field(default="auto", validation_alias="P419_BROKER")
 
-    # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
-    retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
-    lease_seconds: float = Field(default=40.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
-    sweep_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="P419_SWEEP_INTERVAL")
-    # Network errors, 5xx and 429 are retried until this long after the product was created (then `failed`).
-    delivery_deadline: float = Field(
-        default=6 * 3600.0, gt=0, le=30 * 86400, validation_alias="P419_DELIVERY_DEADLINE"
-    )
-    # kombu (Redis): an unacknowledged message comes back after this long; queued outbox rows are re-sent
-    # by the sweep after the same time, in case the broker lost them.
-    visibility_timeout: float = Field(
-        default=3600.0, ge=1, le=86400, validation_alias="P419_VISIBILITY_TIMEOUT"
-    )
-
     @field_validator("platform", mode="before")
     @classmethod
     def _lower_platform(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("telegram_bot_token", "telegram_chat_id", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("telegram_api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.telegram.org")
-        return value.rstrip("/")
 
     @field_validator("broker")
     @classmethod
@@ -91,17 +58,6 @@ class Settings(BaseSettings):
         if value is not None:
             check_redis_url(value)
         return value
-
-    @model_validator(mode="after")
-    def _lease_outlasts_a_send(self) -> Settings:
-        # httpx applies the timeout to connect, write and read separately: a send can take 3x as long.
-        # A lease shorter than that would let the sweep start a second sender while the first still runs.
-        if self.lease_seconds <= 3 * self.telegram_timeout:
-            raise ValueError(
-                f"P419_LEASE_SECONDS ({self.lease_seconds:g}) must be more than 3 x TELEGRAM_TIMEOUT "
-                f"({self.telegram_timeout:g}), or a slow send could be sent twice"
-            )
-        return self
 
     @model_validator(mode="after")
     def _default_redis_url(self) -> Settings:
@@ -129,10 +85,6 @@ class Settings(BaseSettings):
     # --- the data-dir layout: the one place that names these folders ---------------------------------
 
     @property
-    def database_path(self) -> Path:
-        return self.data_dir / "p419.db"
-
-    @property
     def run_dir(self) -> Path:
         """The running stack's state, lock, ready and stop files."""
         return self.data_dir / "run"
@@ -148,10 +100,6 @@ class Settings(BaseSettings):
     @property
     def embedded_dir(self) -> Path:
         return self.data_dir / "broker"
-
-    @property
-    def token(self) -> str | None:
-        return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
 
 
 def check_redis_url(url: str) -> None:
@@ -178,14 +126,16 @@ def check_broker(value: str) -> str:
     return value
 
 
-# Map field names back to the variable a user sets, for error messages.
-ENV_NAMES = {
-    name: str(field.validation_alias)
-    for name, field in Settings.model_fields.items()
-    if field.validation_alias
-}
+def env_names(cls: type[Settings]) -> dict[str, str]:
+    """Field names mapped back to the variables a user sets, for error messages."""
+    return {
+        name: str(field.validation_alias)
+        for name, field in cls.model_fields.items()
+        if field.validation_alias
+    }
 
 
+ENV_NAMES = env_names(Settings)
 # Rules across settings name their variables in the message; the checker that raises them lists them here.
 CROSS_FIELD_NAMES = ("P419_LEASE_SECONDS", "TELEGRAM_TIMEOUT")
 SECRET_NAMES = frozenset({"TELEGRAM_BOT_TOKEN"})
@@ -202,7 +152,7 @@ class SettingsError(Exception):
         self.names = tuple(names)
 
 
-def settings_error(error: ValidationError) -> SettingsError:
+def settings_error(error: ValidationError, names_of: Mapping[str, str] = ENV_NAMES) -> SettingsError:
     lines: list[str] = []
     names: list[str] = []
     for item in error.errors():
@@ -212,7 +162,7 @@ def settings_error(error: ValidationError) -> SettingsError:
             lines.append(f"invalid settings: {message}")
             names.extend(n for n in CROSS_FIELD_NAMES if n in message)
             continue
-        name = ENV_NAMES.get(str(loc[0]), str(loc[0]))
+        name = names_of.get(str(loc[0]), str(loc[0]))
         names.append(name)
         if name in SECRET_NAMES:
             lines.append(f"invalid setting {name}: {message}")
@@ -224,21 +174,22 @@ def settings_error(error: ValidationError) -> SettingsError:
     return SettingsError("; ".join(lines), names)
 
 
-def load_settings(env_files: Sequence[Path] | None = None, **overrides: Any) -> Settings:
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings(
+    env_files: Sequence[Path] | None = None,
+    *,
+    cls: type[S] = Settings,  # type: ignore[assignment]
+    **overrides: Any,
+) -> S:
     """Read settings now (no cache). `env_files`: read in order, later ones win; the environment wins over
     all of them. Raises SettingsError with a readable message."""
     files = tuple(env_files) if env_files is not None else (Path(".env"),)
     try:
-        return Settings(_env_file=files, **overrides)  # type: ignore[call-arg]
+        return cls(_env_file=files, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise settings_error(exc) from None
-
-
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read on first use. A child of `p419 up` reads the env files the stack
-    names (P419_STACK_ENV_FILES); anything else reads .env in the working directory."""
-    return load_settings(stack_env_files(os.environ))
+        raise settings_error(exc, env_names(cls)) from None
 
 
 def stack_env_files(environ: Mapping[str, str]) -> list[Path]:

@@ -26,7 +26,7 @@ from python419.api.schemas import (
     ProductOut,
     UnprocessableOut,
 )
-from python419.settings import get_settings
+from python419.products.settings import get_settings
 from python419.store import IdempotencyConflict, Store, WriteBusy, open_store
 from python419.tasks.celery_app import get_app
 from python419.tasks.outbox import Relay

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from python419.broker import broker_ping
-from python419.settings import Settings
+from python419.products.settings import ProductSettings
 from python419.store import Store
 from python419.tasks import heartbeat
 from python419.tasks.celery_app import get_target
@@ -22,7 +22,9 @@ def _timed(check: Any) -> dict[str, Any]:
     return {"ok": ok, "ms": round((time.perf_counter() - started) * 1000, 1), **detail}
 
 
-def health(store: Store, settings: Settings, *, ping_workers: bool = True) -> tuple[int, dict[str, Any]]:
+def health(
+    store: Store, settings: ProductSettings, *, ping_workers: bool = True
+) -> tuple[int, dict[str, Any]]:
     """200 when the API can take products and queue them; workers are reported, and their absence
     makes the status `degraded` (notifications wait in the outbox) rather than 503.
 

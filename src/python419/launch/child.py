@@ -37,6 +37,10 @@ class LaunchError(Exception):
     """The user's app cannot be loaded; the message says which and why."""
 
 
+class Refused(LaunchError):
+    """The child may not run here now (another stack's beat holds the broker's beat lock)."""
+
+
 def load_celery_app(spec: str) -> Any:
     """The Celery app as `celery -A spec` finds it (Celery's own lookup)."""
     from celery import Celery
@@ -155,12 +159,11 @@ def take_beat_lock(app: str, environ: Mapping[str, str]) -> None:
 
     folder = environ[contract.BEAT_LOCK]
     Path(folder).mkdir(parents=True, exist_ok=True)
+    broker, url = environ.get(contract.BROKER, "redis"), environ.get(contract.CELERY_BROKER_URL, "")
     try:
-        acquire(
-            environ.get(contract.BROKER, "redis"), environ.get(contract.CELERY_BROKER_URL, ""), folder, app
-        )
+        acquire(broker, url, folder, app, wait=float(environ.get(contract.GRACE) or 10.0))
     except BeatLockHeld as exc:
-        raise LaunchError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def stop_at_once_when_idle() -> None:
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             tail = traceback.format_exception(type(cause), cause, cause.__traceback__, limit=-3)
             sys.stderr.write("".join(tail))
         print(f"p419: {exc}", file=sys.stderr, flush=True)
-        sys.exit(CONFIG_EXIT)
+        sys.exit(contract.REFUSED_EXIT if isinstance(exc, Refused) else CONFIG_EXIT)
     hand_over(argv, app)
 
 

@@ -31,6 +31,9 @@ CELERY_RESULT_BACKEND = "CELERY_RESULT_BACKEND"
 # Exit codes. CONFIG_EXIT (EX_CONFIG, sysexits.h): the project cannot be loaded as configured, a restart would
 # not help: the supervisor does not restart a child that exits with it.
 CONFIG_EXIT = 78
+# REFUSED_EXIT (EX_NOPERM): the child may not run while another holds what it needs (another stack's beat
+# holds the broker's beat lock); its last line names the holder. Not restarted either.
+REFUSED_EXIT = 77
 USAGE_EXIT = 2
 
 LAUNCHER_MODULE = "python419.launch"

@@ -20,13 +20,21 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m python419.supervisor.guard CMD [ARGS...]", file=sys.stderr)
         return 2
-    child = subprocess.Popen(argv)
+    asked: list[int] = []  # a signal that came before the command started: forwarded once it has
+    started: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _: Any) -> None:
-        child.send_signal(signum)
+        if started:
+            started[0].send_signal(signum)
+        else:
+            asked.append(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    child = subprocess.Popen(argv)
+    started.append(child)
+    for signum in asked:
+        child.send_signal(signum)
     Watchdog(os.getppid(), grace=5.0, escalate=child.kill).start()
     code = child.wait()
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell does

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from python419.launch.contract import CONFIG_EXIT
+from python419.launch.contract import CONFIG_EXIT, REFUSED_EXIT
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
 from python419.supervisor.process import WAKE, Child
@@ -272,6 +272,13 @@ class Manager:
             )
             state.child, state.parked, state.ready = None, True, False
             return None
+        if code == REFUSED_EXIT:
+            # Another stack holds what this child needs (its last line names the holder).
+            why = next((line for line in reversed(state.tail) if line.startswith("p419: ")), "")
+            reason = why.removeprefix("p419: ") or "refused to start"
+            self._emit(ev.Failed(state.spec.name, f"{reason}: not restarting it", tuple(state.tail)))
+            self._exit_code = 2
+            return f"{state.spec.name}: {reason}"
         if code == CONFIG_EXIT:
             # The launcher could not load the app (its line says why): a restart would fail the same way.
             self._emit(

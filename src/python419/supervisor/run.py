@@ -98,7 +98,9 @@ def make_plan(
     python: ProjectPython | None = None,
 ) -> Plan:
     platform, platform_note = plan_platform(settings, dry_run)
-    python = python or find_project_python(project, platform)
+    python = python or find_project_python(
+        project, detect_platform()
+    )  # on this machine, whatever the preview
     mode = settings.broker_mode
     url = settings.broker_redis_url
     status = "down" if mode == "embedded" else redis_status(url)
@@ -115,11 +117,11 @@ def make_plan(
             raise UpError(f"REDIS_SERVER={settings.redis_server} is not an executable file (nor on PATH)")
     try:
         broker = choose_broker(mode, url=url, answers=answers, redis_binary=binary, platform=platform)
-        if broker.kind == "start-redis" and not urlsplit(url).password and not dry_run:
-            # A Redis we start gets a password (issue 12: any local process could queue the task directly).
-            settings = settings.model_copy(
-                update={"broker": with_parts(url, password=generated_password(settings.redis_dir))}
-            )
+        if broker.kind == "start-redis" and not urlsplit(url).password and project.redis_password:
+            # Opt-in: by default a Redis we start is what every local Redis is, the project's URL exactly, on
+            # loopback (the project's own clients use that URL). A dry run shows the password masked.
+            password = "generated" if dry_run else generated_password(settings.redis_dir)
+            settings = settings.model_copy(update={"broker": with_parts(url, password=password)})
         plan = build_plan(
             project,
             settings,
@@ -216,7 +218,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
     factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job)
     printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
-    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.target.kind)
+    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe)
 
     def emit(event: ev.Event) -> None:
         printer.handle(event)

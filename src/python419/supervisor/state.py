@@ -133,7 +133,9 @@ def set_aside_if_corrupt(path: Path) -> Path | None:
 class StateFile:
     """Listens to manager events and keeps `run/up.json` current (written atomically)."""
 
-    def __init__(self, run_dir: Path, supervisor_pid: int, api_url: str, broker: str) -> None:
+    def __init__(
+        self, run_dir: Path, supervisor_pid: int, api_url: str, broker: str, broker_shown: str = ""
+    ) -> None:
         self.path = run_dir / STATE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
         me = psutil.Process(supervisor_pid)
@@ -143,6 +145,7 @@ class StateFile:
             "started": time.time(),
             "api_url": api_url,
             "broker": broker,
+            "broker_url": broker_shown,  # without its password
             "ready": False,
             "children": {},
         }

@@ -14,7 +14,7 @@ from typing import Any
 from celery import Celery
 
 from python419.broker import BrokerTarget, make_embedded_folders, runtime_target
-from python419.settings import Settings, get_settings
+from python419.products.settings import ProductSettings, get_settings
 from python419.tasks.embedded import RESULT_MAX_AGE
 from python419.tasks.queues import celery_queues, queue_name
 from python419.workers import choose_pool
@@ -22,7 +22,7 @@ from python419.workers import choose_pool
 TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 
 
-def celery_config(settings: Settings, target: BrokerTarget) -> dict[str, Any]:
+def celery_config(settings: ProductSettings, target: BrokerTarget) -> dict[str, Any]:
     """The write-up's settings. p419 chooses the pool once, in the plan, and puts it on the worker's command
     line (which wins over any config); `worker_pool` here is only the default for a worker typed by hand
     (`celery -A python419.tasks.celery_app worker` on Windows must not fork), as the write-up advises."""
@@ -64,7 +64,7 @@ def celery_config(settings: Settings, target: BrokerTarget) -> dict[str, Any]:
     return config
 
 
-def create_app(settings: Settings, target: BrokerTarget) -> Celery:
+def create_app(settings: ProductSettings, target: BrokerTarget) -> Celery:
     """The app with its task registered in a straight line: app, then the tasks module (no autodiscovery)."""
     from python419.tasks import notifications  # noqa: F401  (defines the task: registered on finalize)
 

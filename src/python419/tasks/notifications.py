@@ -9,7 +9,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from python419.settings import Settings, get_settings
+from python419.products.settings import ProductSettings, get_settings
 from python419.store import Status, Store, open_store
 from python419.tasks.celery_app import TASK_NAME
 from python419.tasks.retry_policy import decide, gave_up
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_REQUEUE_PAUSE = 1.0
 
 
-def deliver(settings: Settings, product_name: str, product_id: int) -> dict[str, Any]:
+def deliver(settings: ProductSettings, product_name: str, product_id: int) -> dict[str, Any]:
     """Send the product message (or log it, in dry-run). Raises TelegramError on failure."""
     text = product_message(product_name, product_id)
     token, chat_id = settings.token, settings.telegram_chat_id

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from python419.settings import Settings
+from python419.products.settings import ProductSettings
 from python419.store import Notification, Store
 from python419.tasks.celery_app import TASK_NAME, get_app, get_target
 from python419.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
@@ -23,7 +23,7 @@ RELAY_LINGER = 0.01
 
 
 def publish(
-    store: Store, settings: Settings, notifications: Sequence[Notification], queue: str | None = None
+    store: Store, settings: ProductSettings, notifications: Sequence[Notification], queue: str | None = None
 ) -> int:
     """Publish the task of each row, all of them already `queued` with a lease (by `Store.create_product` or
     `Store.due_for_enqueue`, in the transaction that made them due: no second write on success). Returns how
@@ -70,7 +70,7 @@ def publish(
     return len(notifications)
 
 
-def sweep(store: Store, settings: Settings) -> int:
+def sweep(store: Store, settings: ProductSettings) -> int:
     """Enqueue every row that needs a message now. Returns how many were published.
 
     `queued` rows past their lease are published again only while the stack's queue is empty: their
@@ -92,7 +92,7 @@ class Relay:
     fails, the row is `queued` until its lease runs out (or `pending` at once): the workers' sweep sends it.
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: ProductSettings) -> None:
         self._store, self._settings = store, settings
         self._rows: deque[Notification] = deque()
         self._wake = threading.Event()
@@ -142,7 +142,7 @@ class Relay:
 class Sweeper(threading.Thread):
     """Runs `sweep` at start and every `settings.sweep_interval` seconds until stopped."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: ProductSettings) -> None:
         super().__init__(name="p419-outbox-sweeper", daemon=True)
         self._store, self._settings = store, settings
         self._stopped = threading.Event()

@@ -15,14 +15,14 @@ import threading
 from typing import Any
 
 from python419.broker import BrokerTarget
-from python419.settings import Settings
+from python419.products.settings import ProductSettings
 
 LEGACY_QUEUE = "celery"  # Celery's default, where the original project's producer sends
 # kombu's Redis transport keeps one list per priority step: "q", then "q\x06\x163" and so on.
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
-def queue_name(settings: Settings) -> str:
+def queue_name(settings: ProductSettings) -> str:
     """`p419-<12 hex>` from the database's absolute path: the API and its workers must share that file,
     so they agree; another data dir gets another queue. (A dash, not a dot: the embedded broker's file
     names are `<id>.<queue>.msg`.) Windows paths are case-insensitive, and a path not yet created keeps
@@ -33,7 +33,7 @@ def queue_name(settings: Settings) -> str:
     return "p419-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
-def celery_queues(settings: Settings) -> tuple[Any, ...]:
+def celery_queues(settings: ProductSettings) -> tuple[Any, ...]:
     """The queues a worker consumes: its stack's own first, then the legacy default."""
     from kombu import Queue
 
@@ -53,7 +53,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def waiting_messages(settings: Settings, target: BrokerTarget) -> int | None:
+def waiting_messages(settings: ProductSettings, target: BrokerTarget) -> int | None:
     """Messages waiting (not handed to any worker) in this stack's queue; None when the broker cannot say."""
     name = queue_name(settings)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from python419.settings import Settings, get_settings
+from python419.products.settings import ProductSettings, get_settings
 from python419.store import open_store
 from python419.tasks.heartbeat import Heartbeat, folder_for
 from python419.tasks.outbox import Sweeper
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _threads: list[Sweeper | Heartbeat] = []
 
 
-def warm_up(settings: Settings) -> None:
+def warm_up(settings: ProductSettings) -> None:
     """Make now what the first task would otherwise make: the Bot API client (its SSL context: 20-25 ms,
     more on a busy machine) and this thread's SQLite connection. Measured in the bench's scale row: each
     worker's first task took 0.10-0.29 s against 0.056 s for the next ones (py-spy: the SSL context), which

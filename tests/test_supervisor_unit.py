@@ -30,7 +30,10 @@ def test_backoff_doubles_caps_resets_and_gives_up() -> None:
     backoff = Backoff()
     delays = [backoff.on_exit(ran_for=1).delay for _ in range(4)]
     assert delays == [0.5, 1.0, 2.0, 4.0]
-    assert backoff.on_exit(ran_for=1).give_up  # fifth quick failure in a row
+    assert backoff.on_exit(ran_for=1).give_up  # fifth failure to start in a row
+    ready_then_died = Backoff()
+    decisions = [ready_then_died.on_exit(ran_for=1, was_ready=True) for _ in range(8)]
+    assert not any(d.give_up for d in decisions) and decisions[-1].delay == 30.0  # backoff, never given up
     healthy = Backoff(failures=4)
     decision = healthy.on_exit(ran_for=61)
     assert decision.delay == 0.5 and not decision.give_up
@@ -245,21 +248,62 @@ def test_a_restarted_redis_must_say_it_again(tmp_path: Path) -> None:
     assert not manager.states["redis"].ready, "a restart that never printed its line was taken for ready"
 
 
-def test_crash_is_restarted_with_backoff_then_given_up(tmp_path: Path) -> None:
+def test_a_child_that_cannot_start_is_given_up_alone_and_restart_brings_it_back(tmp_path: Path) -> None:
+    """Five exits before ready: that child is fatal (its last lines shown), the rest of the stack is ready and
+    keeps running; `p419 restart NAME` starts it again."""
     world = World(crashing={"worker2"})
     manager = world.manager(tmp_path)
-    assert manager.run() == 1
+    asked: list[list[str]] = []
+    manager.restart_requested = lambda: asked.pop() if asked else []
+
+    def stop_when() -> bool:
+        if world.of(ev.GaveUp) and not asked and "worker2" in world.crashing:
+            world.crashing.discard("worker2")  # the fix is deployed
+            asked.append(["worker2"])
+        return len([e for e in world.of(ev.ChildReady) if e.name == "worker2"]) == 1
+
+    manager.stop_requested = stop_when
+    assert manager.run() == 0
     starts = [t for kind, name, t in world.log if kind == "start" and name == "worker2"]
-    gaps = [round(b - a, 2) for a, b in zip(starts, starts[1:], strict=False)]
-    assert len(starts) == 5
+    gaps = [round(b - a, 2) for a, b in zip(starts[:5], starts[1:5], strict=False)]
     # each gap is the backoff delay plus at most a couple of 50 ms loop ticks to notice the exit
     for gap, delay in zip(gaps, [0.5, 1.0, 2.0, 4.0], strict=True):
         assert delay <= gap <= delay + 0.15
-    assert [r.delay for r in world.of(ev.Restarting)] == [0.5, 1.0, 2.0, 4.0]
+    [gave_up] = world.of(ev.GaveUp)
+    assert gave_up.name == "worker2" and "could not start 5 times in a row" in gave_up.reason
+    assert "p419 restart worker2" in gave_up.reason and not world.of(ev.Failed)
+    assert world.of(ev.StackReady)  # the others were ready without it
+    assert len(starts) == 6  # brought back by the restart
+    assert not [
+        n for kind, n, _ in world.log if kind == "stop" and world.of(ev.Stopping)[0].reason != "p419 down"
+    ]
+
+
+def test_a_child_that_was_ready_is_restarted_however_often_it_dies(tmp_path: Path) -> None:
+    """Killed after it became ready, five times and more: restarted each time, never given up."""
+    world = World()
+    manager = world.manager(tmp_path)
+    kills = {"n": 0}
+
+    def kill_worker1_when_ready() -> bool:
+        state = manager.states["worker1"]
+        if state.ready and state.child is not None and kills["n"] < 7:
+            state.child.code = -9  # kill -9 from outside
+            kills["n"] += 1
+        return len([e for e in world.of(ev.ChildReady) if e.name == "worker1"]) == 8  # ready again after 7
+
+    manager.stop_requested = kill_worker1_when_ready
+    assert manager.run() == 0
+    assert not world.of(ev.GaveUp) and not world.of(ev.Failed)
+    assert len([1 for kind, name, _ in world.log if kind == "start" and name == "worker1"]) == 8
+
+
+def test_a_broker_that_cannot_start_stops_the_stack_and_says_why(tmp_path: Path) -> None:
+    world = World(crashing={"redis"})
+    manager = world.manager(tmp_path)
+    assert manager.run() == 1
     [failed] = world.of(ev.Failed)
-    assert failed.name == "worker2" and "giving up" in failed.reason
-    # everything else was stopped, the broker last
-    assert [n for kind, n, _ in world.log if kind == "stop"] == ["api", "worker1", "redis"]
+    assert failed.name == "redis" and "the broker: nothing runs without it" in failed.reason
 
 
 def test_child_never_ready_fails_with_its_last_lines(tmp_path: Path) -> None:

@@ -134,17 +134,50 @@ def status_state(up: Up, name: str) -> str:
     return str(up.children()[name]["state"])
 
 
-def test_a_child_that_always_crashes_makes_up_give_up(up_factory) -> None:
-    crash = f"{sys.executable} -c \"import sys; print('boom, exiting'); sys.exit(3)\""
-    up = up_factory("--pool", "solo", "--api-command", crash, "--celery", "python419.tasks.celery_app")
-    code = up.proc.wait(60)
-    out = up.output()
-    assert code == 1
-    assert "api crashed 5 times in a row, giving up" in out and "api     | boom, exiting" in out
-    assert [line for line in out.splitlines() if "restarting api in" in line][:4] == [
-        f"p419    | restarting api in {d}s (failure {n} in a row)"
-        for n, d in enumerate(["0.5", "1", "2", "4"], 1)
-    ]
+def test_five_kills_of_a_ready_worker_never_stop_the_stack(up_factory, telegram: FakeTelegram) -> None:
+    """A worker that became ready and is killed again and again is restarted each time (with backoff): the
+    stack stays up and every product is delivered (it used to give up after five and stop everything)."""
+    up = up_factory("--workers", "2", "--pool", "solo")
+    up.wait_ready()
+    for _ in range(6):
+        assert wait_until(lambda: status_state(up, "worker1") == "running", 40), up.output()[-3000:]
+        pid = up.pid_of("worker1")
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda p=pid: up.pid_of("worker1") != p, 40), up.output()[-3000:]
+        up.deliver(telegram)
+    assert wait_until(lambda: status_state(up, "worker1") == "running", 40), up.output()[-3000:]
+    assert up.proc.poll() is None and "giving up" not in up.output()
+    assert up.children()["worker1"]["restarts"] == 6
+    assert up.finish() == 130
+
+
+def test_a_worker_that_cannot_start_is_given_up_alone_then_revived(tmp_path: Path, user_stacks) -> None:
+    """Five exits before ready: that worker is fatal (status and console), the API still answers, and
+    `p419 restart worker1` brings it back once the cause is gone."""
+    from tests.user_stacks import copy_project
+
+    root = copy_project(tmp_path, "flat", 'app_dir = "project"\napi = "main:app"\ncelery = "worker.celery"\n')
+    worker = root / "project" / "worker.py"
+    blocker = root / "no-worker-today"
+    blocker.write_text("x")
+    guard = (
+        f"import os, sys\nif 'worker' in sys.argv and os.path.exists({str(blocker)!r}):\n    sys.exit(1)\n"
+    )
+    worker.write_text(guard + worker.read_text())
+    up = UserStack(root, "--pool", "solo")
+    user_stacks.append(up)
+    up.wait_ready()  # ready without it: the API and Redis
+    up.wait_for(r"worker1 could not start 5 times in a row, giving up on it; the rest of the stack keeps", 60)
+    assert up.children()["worker1"]["state"] == "fatal"
+    assert httpx.get(f"{up.url}/", timeout=5).json() == {"hello": "flat"} and up.proc.poll() is None
+    blocker.unlink()
+    done = up.p419("restart", "worker1")
+    assert done.returncode == 0 and "worker1 restarted" in done.stdout, done.stdout + done.stderr
+    task_id = httpx.post(f"{up.url}/tasks", json={"type": 1}, timeout=10).json()["task_id"]
+    assert (
+        up.result(f"/tasks/{task_id}", lambda b: b["task_status"] == "SUCCESS")["task_result"]["slept"] == 0.1
+    )
+    up.stop_and_check_nothing_left()
 
 
 def test_a_held_api_port_is_named_before_anything_starts(up_factory) -> None:

@@ -50,6 +50,16 @@ class Restarting:
 
 
 @dataclass(frozen=True)
+class GaveUp:
+    """A child that cannot start was given up; the rest of the stack runs on (`p419 restart NAME` or a
+    --reload save brings it back). `tail` is its last log lines."""
+
+    name: str
+    reason: str
+    tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Failed:
     """The stack cannot run: a child gave up or never got ready. `tail` is its last log lines."""
 

@@ -66,6 +66,7 @@ class ChildState:
     said_ready: bool = False  # printed its readiness line (Readiness.line), since this start
     restart_by: float | None = None  # a restart we asked for: stopping warmly until then, then killed
     parked: bool = False  # cannot load the app under --reload: down until the next change
+    fatal: bool = False  # could not start, given up: down until `p419 restart` or a --reload save
 
     @property
     def running(self) -> bool:
@@ -169,7 +170,7 @@ class Manager:
                     return self._shutdown(1, f"{state.spec.name} could not start")
             self._probe_readiness(now, began)
             if not self.stack_ready and now - began > self.ready_timeout:
-                late = next(s for s in self.states.values() if not s.ready)
+                late = next(s for s in self.states.values() if not (s.ready or s.fatal))
                 self._emit(
                     ev.Failed(late.spec.name, f"not ready after {self.ready_timeout:g}s", tuple(late.tail))
                 )
@@ -202,6 +203,7 @@ class Manager:
     def _begin_restart(self, state: ChildState, reason: str, now: float) -> None:
         self._emit(ev.Note(f"restarting {state.spec.name} ({reason})"))
         state.backoff = Backoff()  # asked for: not a crash
+        state.fatal = False
         if state.running and state.child is not None:
             state.child.stop()  # warm: a worker finishes the task in hand
             state.restart_by = now + self.grace
@@ -286,14 +288,39 @@ class Manager:
             )
             self._exit_code = 2
             return f"{state.spec.name} cannot load the app"
-        decision = state.backoff.on_exit(now - state.started_at)
+        decision = state.backoff.on_exit(now - state.started_at, was_ready=state.ready)
         if decision.give_up:
-            reason = f"crashed {decision.failures} times in a row, giving up"
-            self._emit(ev.Failed(state.spec.name, reason, tuple(state.tail)))
-            return f"{state.spec.name} {reason}"
+            failed = f"could not start {decision.failures} times in a row"
+            essential = self._essential(state.spec)
+            if essential:
+                self._emit(
+                    ev.Failed(state.spec.name, f"{failed}, giving up ({essential})", tuple(state.tail))
+                )
+                return f"{state.spec.name} {failed}"
+            self._emit(
+                ev.GaveUp(
+                    state.spec.name,
+                    f"{failed}, giving up on it; the rest of the stack keeps running "
+                    f"(p419 restart {state.spec.name} brings it back)",
+                    tuple(state.tail),
+                )
+            )
+            state.child, state.ready, state.fatal = None, False, True
+            return None
         state.ready = False
         state.restart_at = now + decision.delay
         self._emit(ev.Restarting(state.spec.name, decision.delay, decision.failures))
+        return None
+
+    def _essential(self, spec: ChildSpec) -> str | None:
+        """Why the whole stack must stop without this child (None: it need not). The broker: nothing works
+        without it. The last child of the project still running (the API when it is all that is configured):
+        nothing useful would be left."""
+        if spec.kind == "redis":
+            return "the broker: nothing runs without it, so the stack stops"
+        others = [s for s in self.states.values() if s.spec.kind != "redis" and s.spec is not spec]
+        if not any(not s.fatal for s in others):
+            return "nothing of the project would be left running, so the stack stops"
         return None
 
     def _probe_readiness(self, now: float, began: float) -> None:
@@ -306,7 +333,7 @@ class Manager:
                 state.ready = True
                 warning = answer if isinstance(answer, str) else None
                 self._emit(ev.ChildReady(state.spec.name, self.clock() - state.started_at, warning))
-        if not self.stack_ready and all(s.ready for s in self.states.values()):
+        if not self.stack_ready and all(s.ready or s.fatal for s in self.states.values()):
             self.stack_ready = True
             has_api = any(s.spec.kind == "api" for s in self.states.values())
             urls = (self.plan.api_url, f"{self.plan.api_url}/docs") if has_api else ()

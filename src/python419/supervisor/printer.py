@@ -136,7 +136,7 @@ class Printer:
         if isinstance(event, ev.StackReady | ev.Failed | ev.Stopping):
             self._stop_spinner()
         self._line(SELF, text, style)
-        if isinstance(event, ev.Failed):
+        if isinstance(event, ev.Failed | ev.GaveUp):
             for line in event.tail:
                 self._line(event.name, line)
         self._flush_console()
@@ -285,6 +285,9 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
         case ev.Restarting(name, delay, failures):
             return f"restarting {name} in {delay:g}s (failure {failures} in a row)", "yellow"
         case ev.Failed(name, reason, tail):
+            more = ", last lines:" if tail else ""
+            return f"{name} {reason}{more}", "bold red"
+        case ev.GaveUp(name, reason, tail):
             more = ", last lines:" if tail else ""
             return f"{name} {reason}{more}", "bold red"
         case ev.Stopping(reason, force):

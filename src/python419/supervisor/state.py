@@ -166,6 +166,8 @@ class StateFile:
                 children[name].update(state="exited", code=code)
             case ev.Restarting(name, delay, _):
                 children[name]["state"] = f"restarting in {delay:g}s"
+            case ev.GaveUp(name, _, _):
+                children[name]["state"] = "fatal"
             case ev.StackReady():
                 self.data["ready"] = True
             case ev.Stopping():

@@ -261,3 +261,23 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def test_health_names_the_children_the_supervisor_gave_up_on(tmp_path) -> None:
+    """/health reads the running stack's state file: a fatal child makes the status `degraded` and is named."""
+    import os
+
+    from python419.api.health import given_up
+    from python419.products.settings import ProductSettings
+    from python419.supervisor import events as ev
+    from python419.supervisor.state import StateFile
+
+    settings = ProductSettings(P419_DATA_DIR=str(tmp_path))  # type: ignore[call-arg]
+    state = StateFile(settings.run_dir, os.getpid(), "http://127.0.0.1:8000", "redis")
+    for name in ("api", "worker1", "worker2"):
+        state.handle(ev.Started(name, os.getpid()))
+    assert given_up(settings) == []
+    state.handle(ev.GaveUp("worker2", "could not start 5 times in a row", ()))
+    assert given_up(settings) == ["worker2"]
+    state.remove()
+    assert given_up(settings) == []  # no stack running: nothing to report

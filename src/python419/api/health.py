@@ -7,6 +7,7 @@ from typing import Any
 
 from python419.broker import broker_ping
 from python419.products.settings import ProductSettings
+from python419.runfiles import read_state
 from python419.store import Store
 from python419.tasks import heartbeat
 from python419.tasks.celery_app import get_target
@@ -45,10 +46,19 @@ def health(
     folder = heartbeat.folder_for(settings.data_dir)
     workers = _timed(lambda: {"names": heartbeat.live_workers(folder)})
     workers["ok"] = workers["ok"] and bool(workers.get("names"))
+    fatal = given_up(settings)
     if not (database["ok"] and broker["ok"]):
         status, code = "down", 503
-    elif not workers["ok"]:
+    elif not workers["ok"] or fatal:
         status, code = "degraded", 200
     else:
         status, code = "ok", 200
-    return code, {"status": status, "database": database, "broker": broker, "workers": workers}
+    body = {"status": status, "database": database, "broker": broker, "workers": workers}
+    return code, {**body, "fatal": fatal} if fatal else body
+
+
+def given_up(settings: ProductSettings) -> list[str]:
+    """The children the running `p419 up` gave up on (they could not start), from its state file."""
+    state = read_state(settings.run_dir)
+    children = state.get("children", {}) if state else {}
+    return sorted(name for name, child in children.items() if child.get("state") == "fatal")

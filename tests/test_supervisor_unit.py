@@ -457,6 +457,7 @@ def test_describe_covers_every_event() -> None:
         ev.Exited("api", 0, True),
         ev.Restarting("api", 1, 2),
         ev.Failed("api", "gave up"),
+        ev.GaveUp("worker1", "could not start"),
         ev.Stopping("Ctrl+C"),
         ev.Note("hello"),
     ]

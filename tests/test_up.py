@@ -307,3 +307,52 @@ def test_dry_run_windows_plan_on_any_os(tmp_path: Path) -> None:
     assert len(workers) == 3 and all("--pool=solo" in w for w in workers)
     assert "stop: ctrl-break; orphans: job-object; creation flags: 0x200" in done.stdout
     assert "P419_STACK_BROKER=" in done.stdout and not (tmp_path / ".p419" / "run" / "up.json").exists()
+
+
+def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["cat", str(path)], preexec_fn=lambda: os.setuid(65534), capture_output=True, text=True, timeout=10
+    )
+
+
+@pytest.mark.skipif(
+    os.name == "nt" or os.geteuid() != 0, reason="reads as another user: needs root to switch"
+)
+def test_the_data_dir_is_its_owners_only_whatever_the_umask(telegram: FakeTelegram) -> None:
+    """Under umask 022 the data dir is 0700 and what p419, Redis and the bundled app write there is 0600:
+    user `nobody` can read neither the products database nor a log (it could, at 0755/0644)."""
+    import shutil
+    import tempfile
+
+    old = os.umask(0o022)
+    root = Path(tempfile.mkdtemp(prefix="p419-perm-"))  # pytest's tmp_path is 0700: nobody could not look
+    try:
+        root.chmod(0o755)
+        control = root / "readable.txt"
+        control.write_text("anyone")
+        assert read_as_nobody(control).stdout == "anyone"  # the check can see a readable file
+        up = Up(root, telegram, "--workers", "1", "--pool", "solo")
+    finally:
+        os.umask(old)
+    try:
+        up.wait_ready()
+        up.deliver(telegram)
+        data = Path(up.env["P419_DATA_DIR"])
+        files = [
+            data / "p419.db",
+            data / "p419.db-wal",
+            data / "logs" / "worker1.log",
+            data / "run" / "up.json",
+        ]
+        files += list((data / "redis").rglob("*.aof"))
+        assert (data / "redis").is_dir() and len(files) > 4, sorted(p.name for p in data.rglob("*"))
+        assert oct(data.stat().st_mode & 0o777) == "0o700"
+        for path in files:
+            assert oct(path.stat().st_mode & 0o777) == "0o600", path
+        for path in (data / "p419.db", data / "logs" / "worker1.log"):
+            read = read_as_nobody(path)
+            assert read.returncode != 0 and "Permission denied" in read.stderr, read.stderr
+        assert up.finish() == 130
+    finally:
+        up.kill()
+        shutil.rmtree(root, ignore_errors=True)

@@ -102,6 +102,7 @@ Event = (
     | ChildReady
     | StackReady
     | Exited
+    | GaveUp
     | Restarting
     | Failed
     | Stopping

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -87,6 +87,7 @@ class ChildSpec:
     stop_file: Path | None = None  # a warm stop without a console (the launcher watches it)
     shutdown_url: str | None = None  # a Redis we started: stopped by its SHUTDOWN command, then the signal
     group: str | None = None  # the worker group
+    private: bool = False  # what it writes is its owner's only (umask 077): Redis and the bundled app
 
     @property
     def watchdog(self) -> bool:
@@ -270,6 +271,7 @@ def build_plan(
                 argv,
                 ready=Readiness("tcp", f"{host}:{port}", line=REDIS_READY_LINE),
                 shutdown_url=target.url,
+                private=True,  # its AOF: every task queued, in clear
             )
         )
 
@@ -356,6 +358,8 @@ def build_plan(
     for child in children:
         if child.stop_file is not None:
             child.env[contract.STOP_FILE] = str(child.stop_file)
+    if project.bundled:  # its database, WAL and heartbeats live in the data dir: the owner's only
+        children = [replace(c, private=True) if c.kind != "flower" else c for c in children]
     return Plan(
         platform=platform,
         project=project,

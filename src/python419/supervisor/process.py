@@ -20,6 +20,7 @@ from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_pre
 from python419.supervisor.plan import ChildSpec, Plan
 
 LineSink = Callable[[str, str], None]
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
 # Given to the sink for "nothing to print, but look around now": a child's output ended because it exited (or a
 # stop was asked). The manager then notices an exit at once instead of on its next poll, 50 ms later at most:
 # measured with scripts/bench --only stop, the two polls (after the workers, after Redis) were ~0.05 s of the
@@ -113,9 +114,15 @@ class ProcessFactory:
     """Starts the plan's children for real, as the plan says. `job` is the Windows Job Object."""
 
     def __init__(
-        self, plan: Plan, base_env: Mapping[str, str], sink: LineSink, job: JobObject | None
+        self,
+        plan: Plan,
+        base_env: Mapping[str, str],
+        sink: LineSink,
+        job: JobObject | None,
+        user_umask: int | None = None,
     ) -> None:
         self.plan, self.base_env, self.sink, self.job = plan, dict(base_env), sink, job
+        self.user_umask = user_umask  # the umask p419 was started with: the project's children keep it
         # Linux: children with our watchdog (the launcher) stop warmly on SIGTERM; others get SIGKILL.
         self._preexec = (
             {watched: pdeathsig_preexec(pdeathsig_for(watched)) for watched in (True, False)}
@@ -134,6 +141,8 @@ class ProcessFactory:
             options["creationflags"] = self.plan.creation_flags
         if self.plan.new_session:
             options["start_new_session"] = True
+        if self.user_umask is not None:  # POSIX; the supervisor itself runs with PRIVATE_UMASK
+            options["umask"] = PRIVATE_UMASK if spec.private else self.user_umask
         if self._preexec.get(spec.watchdog):
             options["preexec_fn"] = self._preexec[spec.watchdog]
         if spec.stop_file is not None:

@@ -44,7 +44,7 @@ from python419.supervisor.plan import (
     redis_config_path,
 )
 from python419.supervisor.printer import Printer
-from python419.supervisor.process import ProcessFactory, install_stop_handlers
+from python419.supervisor.process import PRIVATE_UMASK, ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
 from python419.supervisor.reload import describe_changes, start_reloader
 from python419.supervisor.state import StateError, StateFile, UpLock
@@ -183,8 +183,24 @@ def warm_for_stop(plan: Plan) -> None:
         ).start()
 
 
+def private_data_dir(plan: Plan) -> int | None:
+    """The data dir and everything p419 writes in it are its owner's only (0700 / 0600), whatever the umask:
+    the supervisor runs with umask 077 from here on. Returns the umask it was started with, which the
+    project's own children keep (None on Windows, where the folder's ACL applies)."""
+    if plan.platform == "windows":
+        return None
+    user_umask = os.umask(PRIVATE_UMASK)
+    try:
+        plan.data_dir.mkdir(parents=True, exist_ok=True)
+        plan.data_dir.chmod(0o700)  # also a data dir made before, by an older p419 or by hand
+    except OSError as exc:
+        raise UpError(f"cannot write to the data dir {plan.data_dir}: {exc.strerror or exc}") from None
+    return user_umask
+
+
 def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
     run_dir = plan.run_dir
+    user_umask = private_data_dir(plan)
     lock = UpLock(run_dir, detect_platform())
     try:
         lock.acquire()  # held until we return; the OS releases it if we die
@@ -216,7 +232,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             job = JobObject()
         except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
-    factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job)
+    factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job, user_umask)
     printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
     state = StateFile(run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe)
 

@@ -255,13 +255,13 @@ def test_redis_started_by_up_requires_the_password_from_the_url(up_factory) -> N
     assert up.finish() == 130
 
 
-def test_redis_started_by_up_gets_a_generated_password_that_the_other_verbs_follow(
+def test_redis_password_asked_for_is_generated_and_the_other_verbs_follow(
     up_factory, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     port = free_port()
-    up = up_factory("--pool", "solo", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    up = up_factory("--pool", "solo", "--redis-password", REDIS_URL=f"redis://127.0.0.1:{port}/0")
     up.wait_ready()
-    # Any local process used to be able to queue the task directly; now it needs the password.
+    # With --redis-password, another local process needs the password to queue a task.
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(port=port).ping()
     password_file = tmp_path / "data" / "redis" / "password"

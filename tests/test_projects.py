@@ -186,3 +186,23 @@ def test_doctor_follows_the_project_and_names_an_unconsumed_route(project) -> No
         c["id"]: c for c in json.loads(p419(root, clean_environ(), "doctor", "--json", timeout=120).stdout)
     }
     assert again["routes"]["status"] == "pass", again["routes"]
+
+
+def test_a_circular_import_is_one_line_on_the_console_and_a_traceback_in_the_log(tmp_path: Path) -> None:
+    """worker → tasks_a → tasks_b → tasks_a: the chain, with each import's line, said once (the API imports the
+    same app and fails the same way); the whole traceback goes to the child's log file; exit 2, no restarts."""
+    (tmp_path / "worker.py").write_text('from celery import Celery\ncelery = Celery("w")\nimport tasks_a\n')
+    (tmp_path / "tasks_a.py").write_text("from tasks_b import b\n\ndef a():\n    pass\n")
+    (tmp_path / "tasks_b.py").write_text("from tasks_a import a\n\ndef b():\n    pass\n")
+    (tmp_path / "main.py").write_text("from fastapi import FastAPI\nimport worker\napp = FastAPI()\n")
+    (tmp_path / "p419.toml").write_text('api = "main:app"\ncelery = "worker.celery"\n')
+    env = {**clean_environ(), "P419_API_PORT": str(free_port())}
+    done = p419(tmp_path, env, "up", "--broker", "embedded", "--grace", "2", timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    chain = "circular import: worker (line 3) → tasks_a (line 1) → tasks_b (line 1) → tasks_a (partially initialized)"
+    said = [line for line in done.stdout.splitlines() if chain in line]
+    assert len(said) == 1, done.stdout
+    assert "Traceback" not in done.stdout and "restarting api" not in done.stdout
+    assert len(done.stdout.splitlines()) <= 15, done.stdout
+    logs = "".join(p.read_text() for p in (tmp_path / ".p419" / "logs").glob("*.log"))
+    assert "Traceback (most recent call last):" in logs and 'File "' in logs

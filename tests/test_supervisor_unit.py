@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import queue
+import re
 from pathlib import Path
 
 import pytest
@@ -438,14 +439,26 @@ def test_printer_aligns_prefixes_and_writes_log_files(tmp_path: Path) -> None:
     printer.handle(ev.Output("api", "Uvicorn running"))
     printer.handle(ev.Restarting("worker1", 0.5, 1))
     printer.handle(ev.Exited("worker1", 1, expected=False))
+    # A launcher's traceback goes to the log file only; its one-line verdict is shown once, whoever says it.
+    printer.handle(ev.Output("worker1", "p419-log-only: Traceback (most recent call last):"))
+    printer.handle(ev.Output("worker1", "p419: cannot load the Celery app 'w': circular import: a → b → a"))
+    printer.handle(ev.Output("api", "p419: cannot load the Celery app 'w': circular import: a → b → a"))
     printer.close()
     lines = console.export_text().splitlines()
     assert lines == [
         "api     | Uvicorn running",
         "p419    | restarting worker1 in 0.5s (failure 1 in a row)",
         "p419    | worker1 exited unexpectedly with code 1",
+        "worker1 | p419: cannot load the Celery app 'w': circular import: a → b → a",
     ]
-    assert (tmp_path / "logs" / "api.log").read_text() == "Uvicorn running\n"
+    # the file logs: every line, each with its time (issue 18 item 6)
+    stamped = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+    assert re.fullmatch(
+        stamped + "Uvicorn running\n" + stamped + "p419: .*\n", (tmp_path / "logs" / "api.log").read_text()
+    )
+    worker_log = (tmp_path / "logs" / "worker1.log").read_text()
+    assert re.match(stamped + "Traceback \\(most recent call last\\):\n", worker_log)
+    assert re.search(stamped + "restarting worker1 in 0.5s", (tmp_path / "logs" / "p419.log").read_text())
     assert "\x1b[" not in console.export_text(styles=False)
 
 

@@ -298,6 +298,18 @@ def _stopped_as_asked(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
+def import_chain(exc: BaseException) -> str:
+    """Which import of the project's failed, and through which: `worker (line 3) → tasks_a (line 1) → tasks_b
+    (line 1) → tasks_a (partially initialized)` for a circle; `main (line 5)` for a plain failing import."""
+    from .app_probe import describe
+
+    found = describe(exc)
+    steps = [f"{frame['module']} (line {frame['line']})" for frame in found["chain"]]
+    if found["partial"]:
+        return "circular import: " + " → ".join([*steps, f"{found['partial']} (partially initialized)"])
+    return ("while importing " + " → ".join(steps)) if steps else ""
+
+
 def sigterm_ends_cleanly(windows: bool) -> bool:
     """Must the launcher turn a SIGTERM into a clean exit? On Windows, yes: uvicorn re-raises the signal that
     stopped it once its graceful shutdown is over, and a raised SIGTERM without a handler makes the C runtime
@@ -339,10 +351,13 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     except LaunchError as exc:
         cause = exc.__cause__
         if cause is not None and not isinstance(cause, SyntaxError):
-            # The user's own code failed: its last frames say where.
-            tail = traceback.format_exception(type(cause), cause, cause.__traceback__, limit=-3)
-            sys.stderr.write("".join(tail))
-        print(f"p419: {exc}", file=sys.stderr, flush=True)
+            # The project's own code failed: the whole traceback for its log file, the gist on one line.
+            lines = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+            sys.stderr.write("".join(f"{contract.LOG_ONLY}{line}\n" for line in lines.splitlines()))
+            chain = import_chain(cause)
+            if chain:
+                exc = type(exc)(f"{exc} ({chain})")
+        print(f"{contract.SAYS}{exc}", file=sys.stderr, flush=True)
         sys.exit(contract.REFUSED_EXIT if isinstance(exc, Refused) else CONFIG_EXIT)
     hand_over(argv, app)
 

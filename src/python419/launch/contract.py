@@ -36,6 +36,11 @@ CONFIG_EXIT = 78
 REFUSED_EXIT = 77
 USAGE_EXIT = 2
 
+# A child's line that starts with LOG_ONLY goes to its log file only (a traceback whose gist the next line says);
+# a line that starts with SAYS is the launcher's own one-line verdict.
+LOG_ONLY = "p419-log-only: "
+SAYS = "p419: "
+
 LAUNCHER_MODULE = "python419.launch"
 
 

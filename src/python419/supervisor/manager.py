@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from python419.launch.contract import CONFIG_EXIT, REFUSED_EXIT
+from python419.launch.contract import CONFIG_EXIT, REFUSED_EXIT, SAYS
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
 from python419.supervisor.process import WAKE, Child
@@ -165,6 +165,7 @@ class Manager:
             for state in self.states.values():
                 failure = self._check_exit(state, now)
                 if failure:
+                    state.restart_at = float("inf")  # its exit is reported: not again while stopping
                     return self._shutdown(self._exit_code, failure)
                 if state.restart_at is not None and now >= state.restart_at and not self._start(state):
                     return self._shutdown(1, f"{state.spec.name} could not start")
@@ -276,16 +277,16 @@ class Manager:
             return None
         if code == REFUSED_EXIT:
             # Another stack holds what this child needs (its last line names the holder).
-            why = next((line for line in reversed(state.tail) if line.startswith("p419: ")), "")
-            reason = why.removeprefix("p419: ") or "refused to start"
+            why = next((line for line in reversed(state.tail) if line.startswith(SAYS)), "")
+            reason = why.removeprefix(SAYS) or "refused to start"
             self._emit(ev.Failed(state.spec.name, f"{reason}: not restarting it", tuple(state.tail)))
             self._exit_code = 2
             return f"{state.spec.name}: {reason}"
         if code == CONFIG_EXIT:
             # The launcher could not load the app (its line says why): a restart would fail the same way.
-            self._emit(
-                ev.Failed(state.spec.name, "cannot load the app: not restarting it", tuple(state.tail))
-            )
+            said = any(line.startswith(SAYS) for line in state.tail)  # its verdict was shown: not again
+            tail = () if said else tuple(state.tail)
+            self._emit(ev.Failed(state.spec.name, "cannot load the app: not restarting it", tail))
             self._exit_code = 2
             return f"{state.spec.name} cannot load the app"
         decision = state.backoff.on_exit(now - state.started_at, was_ready=state.ready)

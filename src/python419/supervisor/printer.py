@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from itertools import cycle
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,7 @@ from rich.control import strip_control_codes
 from rich.status import Status
 from rich.text import Text
 
+from python419.launch.contract import LOG_ONLY, SAYS
 from python419.supervisor import events as ev
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
@@ -41,6 +43,12 @@ def printable(text: str, encoding: str) -> str:
         return text.encode(encoding, "replace").decode(encoding, "replace")
     except LookupError:  # an encoding Python does not know: ASCII is safe everywhere
         return text.encode("ascii", "replace").decode("ascii")
+
+
+def stamp() -> str:
+    """The time on each file-log line (the console stays as it is: a person watches it live)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
 
 
 class FileLogs:
@@ -66,7 +74,7 @@ class FileLogs:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 path = self.log_dir / f"{name}.log"
                 handle = self._files[name] = path.open("a", encoding="utf-8", errors="replace")
-            handle.write(line + "\n")
+            handle.write(f"{stamp()} {line}\n")
             if flush:
                 handle.flush()
             else:
@@ -113,6 +121,7 @@ class Printer:
         self._spun = False
         self._prefixes: dict[str, str] = {}
         self._unflushed = False
+        self._said: set[str] = set()  # the launchers' verdicts shown so far
         # rich would raise SystemExit(1) from inside the manager's loop on EPIPE; we stop the console instead.
         console.on_broken_pipe = self._on_broken_pipe  # type: ignore[method-assign]
         # The plain-write path needs ANSI styles (legacy Windows consoles colour through the Win32 API) and
@@ -121,8 +130,16 @@ class Printer:
 
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.Output):
-            self._log(event.name, event.line)
-            self._child_line(event.name, event.line)
+            line = event.line
+            if line.startswith(LOG_ONLY):  # a traceback: its gist is the launcher's next line
+                self._log(event.name, line[len(LOG_ONLY) :])
+                return
+            self._log(event.name, line)
+            if line.startswith(SAYS):
+                if line in self._said:  # another child with the same broken import: said once
+                    return
+                self._said.add(line)
+            self._child_line(event.name, line)
             return
         if isinstance(event, ev.Drained):
             self._flush()

@@ -3,11 +3,13 @@ processes frozen and killed, counting messages at the fake Bot API (lost = 0, du
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import redis
@@ -174,3 +176,55 @@ def test_workers_killed_every_few_seconds_lose_nothing(make_stack, telegram: Fak
             )
     finally:
         telegram.latency = 0.0
+
+
+def test_two_stacks_whose_data_dirs_have_the_same_path_keep_their_own_messages(
+    redis_server: RedisServer, telegram: FakeTelegram, tmp_path, user_stacks
+) -> None:
+    """Issue 20 item 2: two containers (here two mount namespaces) with the same data-dir path on one Redis
+    shared a queue named after that path, and each acked the other's messages as skipped. A stack's identity
+    is a random id kept in its data dir: each delivers its own, none skipped."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import stack_env
+    from tests.user_stacks import UserStack
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        raise AssertionError("this test needs unshare(1) and root (CI has both)")
+    same = Path("/srv/p419-same-path")
+    same.mkdir(parents=True, exist_ok=True)
+    url = redis_server.url.rsplit("/", 1)[0] + "/12"
+    stacks = []
+    for name in ("a", "b"):
+        own = tmp_path / name
+        own.mkdir()
+        # the same path in each namespace, a different folder behind it
+        inside = f'mount --bind {own} {same} && exec {sys.executable} -m python419 "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside, "sh"]
+        env = stack_env(url, same / "data", telegram)
+        stack = UserStack(tmp_path, "--workers", "1", "--pool", "solo", command=command, **env)
+        user_stacks.append(stack)
+        stacks.append(stack)
+    for stack in stacks:
+        stack.wait_ready()
+    ids = {(tmp_path / n / "data" / "stack-id").read_text() for n in ("a", "b")}
+    assert len(ids) == 2  # two identities behind one path
+    markers = {}
+    with httpx.Client(timeout=10) as client:
+        for stack in stacks:
+            markers[stack.url] = [unique("same-path") for _ in range(10)]
+            for marker in markers[stack.url]:
+                assert (
+                    client.post(f"{stack.url}/products", json={"name": marker, "price": 1}).status_code == 201
+                )
+    every = [m for batch in markers.values() for m in batch]
+    assert telegram.wait_for(lambda: all(telegram.delivered(m) for m in every), 60)
+    for stack in stacks:
+        assert "skipped" not in stack.output(), stack.output()[-3000:]
+        status = subprocess.run(
+            [*stack.command, "status", "--json"], cwd=tmp_path, env=stack.env, capture_output=True, text=True
+        )
+        assert status.returncode == 0 and json.loads(status.stdout)["stack"] in ids
+        stack.stop_and_check_nothing_left()

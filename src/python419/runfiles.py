@@ -139,3 +139,35 @@ def stack_redis_url(run_dir: Path) -> str | None:
         return (run_dir / REDIS_URL_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
+
+
+# --- the data dir's identity -----------------------------------------------------------------------------
+
+STACK_ID_FILE = "stack-id"
+
+
+def stack_id(data_dir: Path) -> str:
+    """A random id made once and kept in the data dir: the stack's identity (its own queue on a shared Redis).
+    Not derived from the data dir's path: two containers or hosts with the same path (/srv/app/data) on one
+    Redis took each other's messages. Made atomically (a hard link that fails when the file exists), so the
+    API and the workers starting at once agree."""
+    import secrets
+
+    path = data_dir / STACK_ID_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made = data_dir / f".{STACK_ID_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    made.write_text(secrets.token_hex(6), encoding="utf-8")
+    try:
+        os.link(made, path)
+    except FileExistsError:
+        pass  # another process of the stack made it first: theirs
+    except OSError:  # no hard links on this file system: the first writer still wins, nearly always
+        if not path.exists():
+            os.replace(made, path)
+    finally:
+        made.unlink(missing_ok=True)
+    return path.read_text(encoding="utf-8").strip()

@@ -24,13 +24,15 @@ def status_document(state: dict[str, Any]) -> dict[str, Any]:
         "api_url": state["api_url"],
         "broker": state.get("broker"),
         "broker_url": state.get("broker_url"),
+        "stack": state.get("stack"),
         "children": [dataclasses.asdict(r) for r in rows],
     }
 
 
 def status_table(document: dict[str, Any]) -> Table:
     broker = document.get("broker_url") or document.get("broker") or "?"
-    table = Table(title=f"p419 up (pid {document['pid']}) — {document['api_url']} — broker {broker}")
+    stack = f"stack {document['stack']} — " if document.get("stack") else ""
+    table = Table(title=f"p419 up (pid {document['pid']}) — {stack}{document['api_url']} — broker {broker}")
     for column in ("name", "pid", "state", "uptime", "restarts", "cpu %", "rss MB"):
         table.add_column(column)
     for child in document["children"]:

@@ -28,7 +28,7 @@ from python419.interpreter import InterpreterError, ProjectPython, project_pytho
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
-from python419.runfiles import STOP_FILE, remove_redis_url, take_restart_requests, write_redis_url
+from python419.runfiles import STOP_FILE, remove_redis_url, stack_id, take_restart_requests, write_redis_url
 from python419.settings import Settings
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager, stop_exit_code
@@ -234,7 +234,9 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
     factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job, user_umask)
     printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
-    state = StateFile(run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe)
+    state = StateFile(
+        run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe, stack_id(plan.data_dir)
+    )
 
     def emit(event: ev.Event) -> None:
         printer.handle(event)

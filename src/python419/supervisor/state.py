@@ -134,7 +134,13 @@ class StateFile:
     """Listens to manager events and keeps `run/up.json` current (written atomically)."""
 
     def __init__(
-        self, run_dir: Path, supervisor_pid: int, api_url: str, broker: str, broker_shown: str = ""
+        self,
+        run_dir: Path,
+        supervisor_pid: int,
+        api_url: str,
+        broker: str,
+        broker_shown: str = "",
+        stack: str = "",
     ) -> None:
         self.path = run_dir / STATE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +152,7 @@ class StateFile:
             "api_url": api_url,
             "broker": broker,
             "broker_url": broker_shown,  # without its password
+            "stack": stack,  # the data dir's identity (runfiles.stack_id)
             "ready": False,
             "children": {},
         }

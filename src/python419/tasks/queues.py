@@ -2,20 +2,21 @@
 
 Two stacks (two data dirs) on one Redis used to share Celery's default queue `celery`: 24 of 40 products
 posted to stack A were taken by B's worker, which could not find them in its database and acked them away
-(issue 12). Each stack now publishes to, and consumes from, a queue named after its database file, so a
+(issue 12). Each stack now publishes to, and consumes from, a queue named after its identity (a random id in
+its data dir; a hash of the data dir's path was shared by two containers with the same path, issue 20), so a
 worker only ever sees messages of the outbox it serves. `celery` is still consumed too: the original
 project's producer sends there (those messages carry no outbox id and are sent by whichever worker takes them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from typing import Any
 
 from python419.broker import BrokerTarget
 from python419.products.settings import ProductSettings
+from python419.runfiles import stack_id
 
 LEGACY_QUEUE = "celery"  # Celery's default, where the original project's producer sends
 # kombu's Redis transport keeps one list per priority step: "q", then "q\x06\x163" and so on.
@@ -23,14 +24,10 @@ PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def queue_name(settings: ProductSettings) -> str:
-    """`p419-<12 hex>` from the database's absolute path: the API and its workers must share that file,
-    so they agree; another data dir gets another queue. (A dash, not a dot: the embedded broker's file
-    names are `<id>.<queue>.msg`.) Windows paths are case-insensitive, and a path not yet created keeps
-    whatever case the shell's working directory had: compared lower-cased there."""
-    identity = str(settings.database_path.resolve())
-    if settings.platform == "windows":
-        identity = identity.lower()
-    return "p419-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+    """`p419-<12 hex>`: the stack's identity, a random id kept in its data dir (runfiles.stack_id), which the
+    API and its workers share; another data dir gets another queue, even at the same path on another host or
+    in another container. (A dash, not a dot: the embedded broker's file names are `<id>.<queue>.msg`.)"""
+    return "p419-" + stack_id(settings.data_dir)
 
 
 def celery_queues(settings: ProductSettings) -> tuple[Any, ...]:

@@ -222,7 +222,12 @@ def test_stale_control_messages_are_dropped(tmp_path: Path) -> None:
     assert not stale.exists() and task.exists(), "a task message is never touched, however old"
 
 
-def test_queue_name_follows_the_database_file(tmp_path: Path) -> None:
+def test_queue_name_is_the_data_dirs_identity(tmp_path: Path) -> None:
+    """The stack's own queue: one id per data dir, made once and kept (so queued messages survive a restart),
+    the same for every process of the stack even when they all start at once."""
+    import subprocess
+    import sys
+
     from python419.settings import load_settings
     from python419.tasks.queues import queue_name
 
@@ -231,9 +236,14 @@ def test_queue_name_follows_the_database_file(tmp_path: Path) -> None:
     b = load_settings(P419_DATA_DIR=str(tmp_path / "b"), P419_PLATFORM="linux")
     assert queue_name(a) == queue_name(same) != queue_name(b)
     assert queue_name(a).startswith("p419-") and "." not in queue_name(a)
-    upper = load_settings(P419_DATA_DIR=str(tmp_path / "A"), P419_PLATFORM="windows")
-    lower = load_settings(P419_DATA_DIR=str(tmp_path / "a"), P419_PLATFORM="windows")
-    assert queue_name(upper) == queue_name(lower)
+    assert queue_name(a) == "p419-" + (tmp_path / "a" / "stack-id").read_text()
+    code = "import sys; from pathlib import Path; from python419.runfiles import stack_id; print(stack_id(Path(sys.argv[1])))"
+    racers = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "c")], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    assert len({racer.communicate(timeout=30)[0].strip() for racer in racers}) == 1
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["stack-id"]  # no temporary file left behind
 
 
 def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:

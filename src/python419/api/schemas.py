@@ -65,7 +65,6 @@ class ValidationIssue(BaseModel):
 
 
 class UnprocessableOut(BaseModel):
-    """A 422 from POST /products: the body's validation errors (a list), or a sentence (an Idempotency-Key
-    reused with another body), so that both validate against the OpenAPI document."""
+    """A 422 from POST /products: the body's validation errors, as the API's validation handler sends them."""
 
-    detail: list[ValidationIssue] | str
+    detail: list[ValidationIssue]

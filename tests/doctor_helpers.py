@@ -134,11 +134,20 @@ STALE_APP = """
 """
 
 
-def start_celery_worker(module_dir: Path, module: str, redis_url: str, name: str, logdir: Path) -> Proc:
-    """`celery -A module worker` by hand, as the write-up did, answering ping before this returns."""
-    argv = [sys.executable, "-m", "celery", "-A", module, "worker", "--pool=prefork", "--concurrency=1"]
+def start_celery_worker(
+    module_dir: Path, module: str, redis_url: str, name: str, logdir: Path, pool: str = "prefork"
+) -> Proc:
+    """`celery -A module worker` by hand, as the write-up did, answering ping before this returns. The broker
+    is given as the write-up's REDIS_URL and as Celery's own CELERY_BROKER_URL (which a project reads)."""
+    argv = [sys.executable, "-m", "celery", "-A", module, "worker", f"--pool={pool}", "--concurrency=1"]
     argv += ["--without-mingle", "--without-gossip", "--loglevel=info", "-n", f"{name}@%h"]
-    env = {**clean_environ(), "REDIS_URL": redis_url, "PYTHONPATH": str(module_dir)}
+    env = {
+        **clean_environ(),
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "PYTHONPATH": str(module_dir),
+    }
     proc = spawn(name, argv, env, logdir, cwd=module_dir)
     probe = Celery(broker=redis_url, set_as_current=False)
     try:

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from python419.doctor.app_spec import TASK_NAME, AppSpec, parse_app_spec
-from python419.doctor.checks import CHECKS
-from python419.doctor.checks.backlog import backlog_outcome, format_age
-from python419.doctor.checks.envfile import misspellings, suggestion
+from python419.doctor.app_spec import AppSpec, parse_app_spec
+from python419.doctor.checks import checks_for
+from python419.doctor.checks.envfile import KNOWN, misspellings, suggestion
 from python419.doctor.checks.exposure import api_exposure, redis_listens_beyond_loopback
 from python419.doctor.checks.registration import registration_outcome
 from python419.doctor.checks.system import configured_pool_outcome, platform_outcome
@@ -30,6 +29,7 @@ from python419.doctor.probes.workers_probe import WorkerInfo
 from python419.doctor.redact import Redactor, secrets_in
 from python419.doctor.runner import run_checks
 from python419.platforms import redis_install_hint
+from python419.products.doctor import PRODUCTS, TASK_NAME, backlog_outcome, format_age
 from tests.conftest import CHAT_ID, TOKEN
 from tests.doctor_helpers import (
     STALE_APP,
@@ -45,6 +45,7 @@ from tests.doctor_helpers import (
 from tests.fake_telegram import FakeTelegram
 from tests.procs import Proc, RedisServer, free_port
 
+CHECKS = checks_for(PRODUCTS)  # the bundled app's report: the launcher's checks and the app's own
 IDS = [check.id for check in CHECKS]
 WRONG_TOKEN = "987654321:BBWrongTokenForDoctorTests_zyxwvutsrqpo"
 
@@ -315,6 +316,8 @@ def test_healthy_stack_passes(stack, tmp_path: Path) -> None:
     assert not [c for c in run.report.values() if c["status"] == "fail"]
     assert_check(run, "broker", "warn", "it has no password: any local process can queue tasks")
     assert_check(run, "registration", "pass", TASK_NAME)
+    python = assert_check(run, "python", "pass", "chosen: the bundled app: p419's own interpreter")
+    assert python["detail"].startswith(f"{sys.executable}: Python ")
     assert_check(run, "workers", "pass", "shared@")
     assert "task registered" in run.report["workers"]["detail"]
     assert_check(run, "api", "pass", "our API answers")
@@ -351,13 +354,14 @@ def test_workers_verdicts() -> None:
     good = WorkerInfo("a@h", "celery.concurrency.solo:TaskPool", (TASK_NAME,))
     stale = WorkerInfo("old@h", "celery.concurrency.solo:TaskPool", ("other",))
     forking = WorkerInfo("f@h", "celery.concurrency.prefork:TaskPool", (TASK_NAME,))
-    assert workers_outcome([], "linux").status == "warn"
-    assert workers_outcome([good], "linux").status == "pass"
-    assert workers_outcome([good, forking], "linux").status == "pass"
-    outcome = workers_outcome([good, stale], "linux")
+    ours = (TASK_NAME,)
+    assert workers_outcome([], "linux", ours).status == "warn"
+    assert workers_outcome([good], "linux", ours).status == "pass"
+    assert workers_outcome([good, forking], "linux", ours).status == "pass"
+    outcome = workers_outcome([good, stale], "linux", ours)
     assert outcome.status == "fail" and "old@h" in outcome.detail and "a@h" not in (outcome.fix or "")
-    assert workers_outcome([forking], "windows").status == "fail"
-    assert workers_outcome([WorkerInfo("busy@h", None, None)], "linux").status == "warn"
+    assert workers_outcome([forking], "windows", ours).status == "fail"
+    assert workers_outcome([WorkerInfo("busy@h", None, None)], "linux", ours).status == "warn"
 
 
 def test_redis_errors_are_told_apart() -> None:
@@ -380,12 +384,20 @@ def test_redis_errors_are_told_apart() -> None:
 
 
 def test_misspellings() -> None:
-    assert suggestion("TELEGRAM_TOKEN") == "TELEGRAM_BOT_TOKEN"
-    assert suggestion("telegram_bot_token") is None  # settings are case-insensitive: this one is fine
-    assert suggestion("DATABASE_URL") is None
+    bundled = (KNOWN | PRODUCTS.setting_names, PRODUCTS.aliases)  # the bundled app's settings are known too
+    assert suggestion("TELEGRAM_TOKEN", *bundled) == "TELEGRAM_BOT_TOKEN"
+    assert suggestion("BOT_TOKEN", *bundled) == "TELEGRAM_BOT_TOKEN"
+    assert (
+        suggestion("telegram_bot_token", *bundled) is None
+    )  # settings are case-insensitive: this one is fine
+    assert suggestion("DATABASE_URL", *bundled) is None
     assert suggestion("REDIS_PASSWORD").startswith("REDIS_URL")
-    found = misspellings([(".env", ["TELEGRAM_CHATID", "PATH"])])
+    assert suggestion("P419_API_PROT") == "P419_API_PORT"
+    found = misspellings([(".env", ["TELEGRAM_CHATID", "PATH"])], *bundled)
     assert found == [("TELEGRAM_CHATID", "TELEGRAM_CHAT_ID", ".env")]
+    # A user's project: its TELEGRAM_TOKEN is its own business, not a typo of the bundled app's setting.
+    assert suggestion("TELEGRAM_TOKEN") is None and suggestion("BOT_TOKEN") is None
+    assert misspellings([(".env", ["TELEGRAM_CHATID"])]) == []
 
 
 def test_exposure_decisions() -> None:
@@ -408,7 +420,7 @@ def test_circular_import_chain_from_probe_output() -> None:
     assert "pkg.app (line 1) → pkg.tasks (line 2) → pkg.app (partially initialized)" in outcome.detail
     crashed = parse_probe_output("", "Traceback\nSegfault-ish", -11)
     assert crashed.stage == "crash" and registration_outcome(crashed, AppSpec("x")).status == "fail"
-    ok = registration_outcome(AppProbe("ok", tasks=(TASK_NAME,)), AppSpec("x"))
+    ok = registration_outcome(AppProbe("ok", tasks=(TASK_NAME,)), AppSpec("x"), (TASK_NAME,))
     assert ok.status == "pass"
 
 
@@ -460,12 +472,12 @@ def test_task_name_matches_the_app() -> None:
 
 def test_queue_counts_the_stacks_own_queue(redis_server, tmp_path: Path) -> None:
     """The bundled app publishes to its stack's queue (p419-<hash>), not Celery's `celery`: count that one."""
-    from python419.settings import Settings
+    from python419.products.settings import ProductSettings
     from python419.tasks.queues import queue_name
 
     url = redis_server.url.rsplit("/", 1)[0] + "/9"
     data = tmp_path / "data"
-    name = queue_name(Settings(P419_DATA_DIR=str(data)))  # type: ignore[call-arg]
+    name = queue_name(ProductSettings(P419_DATA_DIR=str(data)))  # type: ignore[call-arg]
     client = redis.Redis.from_url(url)
     client.delete(name)
     client.lpush(name, "a", "b")

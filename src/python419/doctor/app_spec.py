@@ -6,11 +6,7 @@ from dataclasses import dataclass
 
 from python419.platforms import CELERY_APP
 
-DEFAULT_APP = CELERY_APP
-# The wire name every worker must know; python419.tasks.celery_app.TASK_NAME (not imported: that module
-# reads the settings at import, and the doctor must run even when they are invalid).
-TASK_NAME = "tasks.notifications.send_tg_notification"
-TASK_MODULE = TASK_NAME.rsplit(".", 1)[0]  # Celery names a task module.function by default
+DEFAULT_APP = CELERY_APP  # the bundled app's
 
 
 @dataclass(frozen=True)
@@ -32,3 +28,8 @@ def parse_app_spec(text: str) -> AppSpec:
     if sep and not all(part.isidentifier() for part in attr.split(".")):
         raise ValueError(f"{attr!r} is not an attribute name")
     return AppSpec(module, attr or None)
+
+
+def is_bundled_app(spec: AppSpec) -> bool:
+    """Does `--app` name the bundled products app (a module of this package)?"""
+    return spec.module.split(".", 1)[0] == DEFAULT_APP.split(".", 1)[0]

@@ -20,6 +20,12 @@ def doctor(
         metavar="MODULE[:ATTR]",
         help="The Celery app to check, as for `celery -A` (default: the project's, else the bundled one).",
     ),
+    python: str | None = typer.Option(
+        None,
+        "--python",
+        metavar="PATH",
+        help="The project's interpreter or virtualenv (default: VIRTUAL_ENV, .venv/venv/env, poetry/pipenv/uv/pdm).",
+    ),
 ) -> None:
     """Diagnose the stack: every known failure mode, each with its fix. Exit 1 when a check fails."""
     import sys
@@ -28,7 +34,7 @@ def doctor(
     from rich.console import Console
 
     from python419.doctor.app_spec import parse_app_spec
-    from python419.doctor.checks import CHECKS
+    from python419.doctor.checks import checks_for
     from python419.doctor.context import build_context
     from python419.doctor.render import exit_code, print_table, to_json
     from python419.doctor.runner import run_checks
@@ -38,7 +44,8 @@ def doctor(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--app") from None
     started = time.monotonic()
-    results = run_checks(CHECKS, build_context(spec))
+    ctx = build_context(spec, python=python)
+    results = run_checks(checks_for(ctx.plugin), ctx)
     if json_output:
         sys.stdout.write(to_json(results) + "\n")
     else:

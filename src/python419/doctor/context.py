@@ -1,23 +1,26 @@
-"""Everything the checks read, gathered once: settings (or why they are invalid), the .env file, and the
-lazily computed facts that several checks share (one broker probe, one app import)."""
+"""Everything the checks read, gathered once: the project (the user's own, or the bundled app), its settings (or
+why they are invalid), the .env file, the application's own checks (the bundled app's only), and the lazily
+computed facts that several checks share (one broker probe, the project's interpreter, one app import)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import get_args
 
 from dotenv import dotenv_values
 
 from python419.broker import BrokerTarget, redis_target, runtime_target
-from python419.doctor.app_spec import DEFAULT_APP, AppSpec, parse_app_spec
+from python419.doctor.app_spec import DEFAULT_APP, AppSpec, is_bundled_app, parse_app_spec
 from python419.doctor.lazy import Lazy
+from python419.doctor.model import AppChecks
 from python419.doctor.probes.app_probe import AppProbe, probe_app
-from python419.doctor.probes.broker_probe import BrokerProbe, probe_broker
+from python419.doctor.probes.broker_probe import QUEUE, BrokerProbe, probe_broker
+from python419.doctor.probes.python_probe import PythonFinding, find_python
 from python419.doctor.redact import Redactor, ours, secrets_in
 from python419.platforms import Platform, detect_platform
-from python419.project import Project, ProjectError, load_project, project_settings
+from python419.project import Flags, Project, ProjectError, load_project, project_settings
 from python419.runfiles import running_broker
 from python419.settings import Settings, SettingsError
 
@@ -38,13 +41,15 @@ class Context:
     settings: Settings | None
     settings_error: str | None
     settings_error_names: tuple[str, ...]
-    project: Project | None
-    explicit_app: bool  # --app given: checked as the bundled app's replacement (our task expected)
+    project: Project | None  # None: the p419 configuration is invalid (settings_error says why)
     platform: Platform
     app: AppSpec
+    # The application's own checks: the bundled app's when it is the app checked, else None (a user's project).
+    plugin: AppChecks | None
     target: BrokerTarget  # the broker the stack uses: a running `up`'s choice, else the settings'
     queues: tuple[str, ...]  # where the stack's messages wait
     broker: Lazy[BrokerProbe]
+    python: Lazy[PythonFinding]  # the project's interpreter, why, and what it has
     app_probe: Lazy[AppProbe]
     redact: Redactor
 
@@ -57,6 +62,11 @@ class Context:
         """The settings, for checks declared with needs_settings (the runner skips them otherwise)."""
         assert self.settings is not None
         return self.settings
+
+    @property
+    def bundled(self) -> bool:
+        """Is the app checked the bundled products app (so its own checks run)?"""
+        return self.plugin is not None
 
 
 def read_env_file(cwd: Path, path: Path | None = None) -> EnvFile:
@@ -74,48 +84,93 @@ def effective_platform(settings: Settings | None, environ: dict[str, str]) -> Pl
     return raw if raw in get_args(Platform) else detect_platform()  # type: ignore[return-value]
 
 
-def stack_queues(project: Project | None, settings: Settings | None) -> tuple[str, ...]:
-    """The bundled app: its stack's own queue and Celery's default; a project: its groups' queues."""
-    if project is None or project.bundled:
-        from python419.tasks.queues import LEGACY_QUEUE, queue_name
+def app_checks(project: Project | None, app: AppSpec | None) -> AppChecks | None:
+    """The bundled app's checks when it is the app checked: the project is the bundled app (no p419
+    configuration; `--app` then names a replacement for it, as the write-up's own app), or `--app` names the
+    bundled app. A user's project gets none."""
+    bundled = (project is not None and project.bundled) or (app is not None and is_bundled_app(app))
+    if not bundled:
+        return None
+    from python419.products.doctor import PRODUCTS
 
-        return (queue_name(settings), LEGACY_QUEUE) if settings is not None else (LEGACY_QUEUE,)
-    named = tuple(dict.fromkeys(q for group in project.workers for q in group.queues))
-    return named or ("celery",)
+    return PRODUCTS
 
 
-def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project | None = None) -> Context:
-    """`app` None: the project's Celery app (or the bundled one). A broken project config or invalid settings
-    are reported by the checks, not raised."""
+def stack_queues(
+    project: Project | None, settings: Settings | None, plugin: AppChecks | None
+) -> tuple[str, ...]:
+    """The app's own queues (the bundled app: its stack's queue and Celery's default); a project: its groups'."""
+    if plugin is not None:
+        return plugin.queues(settings)
+    named = tuple(dict.fromkeys(q for group in project.workers for q in group.queues)) if project else ()
+    return named or (QUEUE,)
+
+
+def load(
+    cwd: Path, flags: Flags, project: Project | None, app: AppSpec | None
+) -> tuple[Project | None, Settings | None, str | None, tuple[str, ...]]:
+    """The project and its settings, or why not: (project, settings, error, names at fault)."""
+    try:
+        project = project or load_project(flags, cwd=cwd)
+    except ProjectError as exc:
+        return None, None, str(exc), ()
+    try:
+        if not project.bundled and app is not None and is_bundled_app(app):
+            # --app names the bundled app in a user's folder: that app is checked, as it runs (p419's own
+            # interpreter, its own settings).
+            project = replace(project, bundled=True)
+        return project, project_settings(project), None, ()
+    except SettingsError as exc:
+        return project, None, str(exc), exc.names
+
+
+def build_context(
+    app: AppSpec | None,
+    cwd: Path | None = None,
+    project: Project | None = None,
+    python: str | None = None,
+) -> Context:
+    """`app` None: the project's Celery app (or the bundled one). `python`: --python. A broken project config or
+    invalid settings are reported by the checks, not raised."""
     cwd = cwd or Path.cwd()
     environ = dict(os.environ)
-    settings: Settings | None = None
-    names: tuple[str, ...] = ()
-    error: str | None = None
-    try:
-        project = project or load_project(cwd=cwd)
-        settings = project_settings(project)
-    except ProjectError as exc:
-        error = str(exc)
-    except SettingsError as exc:
-        error, names = str(exc), exc.names
+    project, settings, error, names = load(cwd, Flags(python=python), project, app)
     first_env = project.env_files[0] if project and project.env_files else None
     env_file = read_env_file(cwd, first_env)
     spec = app or parse_app_spec(project.celery if project else DEFAULT_APP)
+    plugin = app_checks(project, app)
     app_dir = project.app_dir if project else cwd
     if settings is not None:
         target = runtime_target(settings, {}, running_broker(settings.run_dir))
     else:
         target = redis_target("redis://127.0.0.1:6379/0")
-
-    queues = stack_queues(project, settings)
+    platform = effective_platform(settings, environ)
+    queues = stack_queues(project, settings, plugin)
 
     def broker() -> BrokerProbe:
         return probe_broker(target, queues)
 
-    # The probe imports the app as a worker of the stack would: in its folder, on the stack's broker.
-    paths = [str(app_dir), *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
-    probe_env = {**environ, **target.child_env(), "PYTHONPATH": os.pathsep.join(paths)}
+    def interpreter() -> PythonFinding:
+        assert project is not None  # the checks that ask need a project (Check.needs_project)
+        return find_python(project, platform, environ)
+
+    python_finding: Lazy[PythonFinding] = Lazy(interpreter)
+
+    def app_probe() -> AppProbe:
+        found = python_finding.get()
+        if found.python is None or found.missing:
+            return AppProbe("interpreter", error=found.unusable)
+        # Imported as a worker of the stack would: in its folder, with its [env], on the stack's broker.
+        paths = [str(app_dir), *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
+        env = {
+            **environ,
+            **(project.env if project else {}),
+            **target.child_env(),
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
+        task_modules = tuple(dict.fromkeys(t.rsplit(".", 1)[0] for t in plugin.tasks)) if plugin else ()
+        return probe_app(spec, app_dir, env, found.python.path, task_modules)
+
     return Context(
         cwd=cwd,
         environ=environ,
@@ -124,12 +179,13 @@ def build_context(app: AppSpec | None, cwd: Path | None = None, project: Project
         settings_error=error,
         settings_error_names=names,
         project=project,
-        explicit_app=app is not None,
-        platform=effective_platform(settings, environ),
+        platform=platform,
         app=spec,
+        plugin=plugin,
         target=target,
         queues=queues,
         broker=Lazy(broker),
-        app_probe=Lazy(lambda: probe_app(spec, app_dir, probe_env)),
+        python=python_finding,
+        app_probe=Lazy(app_probe),
         redact=Redactor(secrets_in({**ours(environ), **env_file.values})),
     )

@@ -18,7 +18,16 @@ def skipped_for_settings() -> Outcome:
     return warned("not checked: the settings are invalid (see env.values)", "fix env.values first")
 
 
+def skipped_for_project() -> Outcome:
+    return warned(
+        "not checked: the p419 configuration is invalid, so which app and interpreter is unknown (see env.values)",
+        "fix env.values first",
+    )
+
+
 def run_one(check: Check, ctx: Context) -> Outcome:
+    if check.needs_project and ctx.project is None:
+        return skipped_for_project()
     if check.needs_settings and ctx.settings is None:
         return skipped_for_settings()
     try:

@@ -1,9 +1,12 @@
-"""Runs in a fresh interpreter: import a Celery app the way a worker does and report what it registered.
+"""`p419 doctor`'s app probe, run by path in the PROJECT's interpreter, in the app's folder: import a Celery app
+the way a worker does and report what it registered.
 
-Started by `app_probe.py` as `python -m python419.doctor.probes.app_probe_child MODULE ATTR TASK_MODULE`
-(ATTR may be empty; TASK_MODULE is where the task's name says it lives). Prints one line, MARKER + JSON, on
-stdout; whatever the app prints around it is ignored. Before the app, only the standard library, Celery and
-python419's empty package modules are imported, so nothing of ours can hide or cause its import problems.
+Started by python419/doctor/probes/app_probe.py as `PYTHON .../launch/app_probe.py MODULE ATTR TASK_MODULES`
+(ATTR may be empty; TASK_MODULES, comma-separated, may be empty: the modules where the bundled app's tasks say
+they live). Prints one line, MARKER + JSON, on stdout; whatever the app prints around it is ignored. Before the
+app, only the standard library and Celery are imported (nothing of python419, which the project's interpreter
+need not have), so nothing of ours can hide or cause its import problems. Python 3.9 syntax, standard library
+and celery only (tests/unit/test_launch_imports.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 from types import ModuleType
@@ -111,9 +115,16 @@ def task_queues(app: Any, tasks: list[str]) -> dict[str, str]:
 
 
 def probe(
-    module_name: str, attr: str | None, task_module: str, calls: list[tuple[Any, str | None]] | None = None
+    module_name: str,
+    attr: str | None,
+    task_modules: list[str],
+    calls: list[tuple[Any, str | None]] | None = None,
 ) -> dict[str, Any]:
-    calls = record_autodiscovery() if calls is None else calls
+    if calls is None:
+        try:
+            calls = record_autodiscovery()
+        except ImportError as exc:  # no celery here: say so, rather than crash on the app's first import
+            return {"stage": "import", **describe(exc)}
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -121,7 +132,7 @@ def probe(
         parent, _, last = module_name.rpartition(".")
         if not (parent and attr is None and exc.name == module_name):
             return {"stage": "import", **describe(exc)}
-        return probe(parent, last, task_module, calls)
+        return probe(parent, last, task_modules, calls)
     except (Exception, SystemExit) as exc:
         return {"stage": "import", **describe(exc)}
     try:
@@ -131,7 +142,13 @@ def probe(
     if app is None:
         where = f"{module_name}:{attr}" if attr else module_name
         return {"stage": "find", "error": f"no Celery app found in {where}", "chain": [], "partial": None}
-    report: dict[str, Any] = {"worker_pool": str(app.conf.worker_pool)}
+    import celery
+
+    report: dict[str, Any] = {
+        "worker_pool": str(app.conf.worker_pool),
+        "python": ".".join(str(part) for part in sys.version_info[:3]),
+        "celery": str(getattr(celery, "__version__", "?")),
+    }
     try:
         # What a worker does at start: import the configured modules (this runs autodiscovery), then finalize.
         app.loader.import_default_modules()
@@ -144,16 +161,30 @@ def probe(
     else:
         report["stage"] = "ok"
     report["autodiscover"] = discovery_report(calls)
-    report["task_module_exists"] = module_exists(task_module)
+    report["task_modules_found"] = [name for name in task_modules if module_exists(name)]
     return report
 
 
+def import_paths() -> None:
+    """As the launcher does: this folder off sys.path (run by path, it is sys.path[0], and its module names,
+    e.g. watchdog or contract, must not shadow the project's), and the app's folder (the working directory)
+    first, as `celery -A` has it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
+        del sys.path[0]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def main(argv: list[str]) -> None:
-    module, attr, task_module = argv
-    result = probe(module, attr or None, task_module)
+    module, attr, task_modules = argv
+    import_paths()
+    result = probe(module, attr or None, [name for name in task_modules.split(",") if name])
     sys.stdout.flush()
     sys.__stdout__.write("\n" + MARKER + json.dumps(result) + "\n")  # type: ignore[union-attr]
     sys.__stdout__.flush()  # type: ignore[union-attr]
+    # Reported: a thread the app started at import (a connection pool, a scheduler) must not hold the exit.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def broker_outcome(probe: BrokerProbe, platform: Platform, redis_binary: str | N
         if not probe.has_password:
             return warned(
                 f"{detail}; it has no password: any local process can queue tasks for your workers "
-                "(the Redis that p419 up starts gets a generated one)",
+                "(p419 up --redis-password, or redis_password = true, gives the Redis it starts a generated one)",
                 "set requirepass in its config and put the password in REDIS_URL: redis://:PASSWORD@host:port/0",
             )
         return passed(detail)

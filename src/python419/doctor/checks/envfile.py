@@ -1,10 +1,12 @@
 """env.file, env.keys, env.values: where the settings come from, names that look like typos of ours, and
-values that do not validate."""
+values that do not validate. "Ours": the launcher's settings, plus the app's own when the doctor checks the
+bundled app (its Telegram settings mean nothing to a user's project, which may have its own TELEGRAM_TOKEN)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from python419.doctor.context import Context, EnvFile
 from python419.doctor.model import Outcome, failed, passed, warned
@@ -12,11 +14,9 @@ from python419.doctor.redact import ours
 from python419.project import ENV_KEYS
 from python419.settings import ENV_NAMES
 
-KNOWN = frozenset({*ENV_NAMES.values(), *ENV_KEYS.values()})
+KNOWN = frozenset({*ENV_NAMES.values(), *ENV_KEYS.values()})  # the launcher's
 # Names people reach for that difflib cannot match to ours.
 ALIASES = {
-    "BOT_TOKEN": "TELEGRAM_BOT_TOKEN",
-    "CHAT_ID": "TELEGRAM_CHAT_ID",
     "REDIS_PASSWORD": "REDIS_URL (redis://:PASSWORD@host:port/0)",
     "REDIS_DB": "REDIS_URL (the database is its path: redis://host:port/DB)",
     "CELERY_BROKER_URL": "REDIS_URL",
@@ -26,23 +26,39 @@ ALIASES = {
 CUTOFF = 0.8
 
 
-def suggestion(key: str) -> str | None:
-    """The setting `key` was probably meant to be, or None when it is ours or unrelated."""
+NO_ALIASES: Mapping[str, str] = MappingProxyType({})
+
+
+def suggestion(
+    key: str, known: frozenset[str] = KNOWN, aliases: Mapping[str, str] = NO_ALIASES
+) -> str | None:
+    """The setting `key` was probably meant to be, or None when it is ours or unrelated. `known`, `aliases`:
+    the names of the settings checked (the launcher's, and the bundled app's when it is checked)."""
     name = key.upper()
-    if name in KNOWN:
+    if name in known:
         return None
-    if name in ALIASES:
-        return ALIASES[name]
-    close = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=CUTOFF)
+    if name in ALIASES or name in aliases:
+        return {**ALIASES, **aliases}[name]
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=CUTOFF)
     return close[0] if close else None
 
 
-def misspellings(sources: Iterable[tuple[str, Iterable[str]]]) -> list[tuple[str, str, str]]:
+def known_names(ctx: Context) -> tuple[frozenset[str], Mapping[str, str]]:
+    if ctx.plugin is None:
+        return KNOWN, NO_ALIASES
+    return KNOWN | ctx.plugin.setting_names, ctx.plugin.aliases
+
+
+def misspellings(
+    sources: Iterable[tuple[str, Iterable[str]]],
+    known: frozenset[str] = KNOWN,
+    aliases: Mapping[str, str] = NO_ALIASES,
+) -> list[tuple[str, str, str]]:
     """(key, suggestion, where) for every key that looks like a typo of one of our names."""
     found = []
     for where, keys in sources:
         for key in sorted(keys):
-            guess = suggestion(key)
+            guess = suggestion(key, known, aliases)
             if guess:
                 found.append((key, guess, where))
     return found
@@ -65,7 +81,7 @@ def check_env_keys(ctx: Context) -> Outcome:
         (f".env ({ctx.env_file.path})", ctx.env_file.values.keys()),
         ("environment", ours(ctx.environ)),
     ]
-    found = misspellings(sources)
+    found = misspellings(sources, *known_names(ctx))
     if not found:
         return passed("no misspelled setting names in .env or the environment")
     detail = "; ".join(
@@ -91,14 +107,16 @@ def check_env_values(ctx: Context) -> Outcome:
         names = sorted(set(ctx.settings_error_names))
         where = {name: source_of(name, environ, env_file) or "the environment" for name in names}
         places = ", ".join(f"{n} in {env_file.path if w == '.env' else w}" for n, w in where.items())
+        if ctx.project is None:  # the p419 configuration itself: the error names its file and key
+            return failed(
+                error, "correct the p419 configuration where the error says (p419.toml or [tool.p419])"
+            )
         return failed(error, f"correct {places or 'the settings'}")
-    sources = {name: source_of(name, environ, env_file) for name in sorted(KNOWN)}
+    known, _ = known_names(ctx)
+    sources = {name: source_of(name, environ, env_file) for name in sorted(known)}
     given = [f"{name} ({where})" for name, where in sources.items() if where]
     detail = "all settings valid; " + (f"set: {', '.join(given)}" if given else "all defaults")
-    token, chat = ctx.settings.token, ctx.settings.telegram_chat_id
-    if bool(token) != bool(chat):
-        missing = "TELEGRAM_CHAT_ID" if token else "TELEGRAM_BOT_TOKEN"
-        return warned(
-            f"{detail}; {missing} is missing, so notifications run in dry-run", f"set {missing} as well"
-        )
+    warning = ctx.plugin.settings_warning(ctx.settings) if ctx.plugin else None
+    if warning is not None:
+        return warned(f"{detail}; {warning[0]}", warning[1])
     return passed(detail)

@@ -11,9 +11,15 @@ DEFAULT_BIND = {"*", "-::*"}
 PASSWORD_FIX = "set requirepass in redis.conf and put it in REDIS_URL (redis://:PASSWORD@host:port/0)"
 
 
-def api_exposure(host: str) -> Outcome:
+def api_exposure(host: str, bundled: bool = True) -> Outcome:
+    """`bundled`: the bundled app's API, which has no authentication (a user's API may have its own)."""
     if is_loopback(host):
         return passed(f"the API listens on {host} (loopback only)")
+    if not bundled:
+        return warned(
+            f"P419_API_HOST={host}: the API is reachable from the network, not only from this machine",
+            "set P419_API_HOST=127.0.0.1 unless it must be reachable (and then it should authenticate)",
+        )
     return warned(
         f"P419_API_HOST={host}: the API, which has no authentication, is reachable from the network",
         "set P419_API_HOST=127.0.0.1, or put the API behind a proxy that authenticates",
@@ -55,7 +61,7 @@ def redis_exposure(probe: BrokerProbe) -> Outcome:
 
 
 def check_api_exposure(ctx: Context) -> Outcome:
-    return api_exposure(ctx.config.api_host)
+    return api_exposure(ctx.config.api_host, ctx.bundled)
 
 
 def check_redis_exposure(ctx: Context) -> Outcome:

@@ -258,6 +258,9 @@ def up(
         "--redis-password/--no-redis-password",
         help="Give the Redis p419 starts a generated password (kept in the data dir's redis/password).",
     ),
+    demo: bool = typer.Option(
+        False, "--demo", help="Run the bundled products app here, whatever this folder holds."
+    ),
     app_dir: str | None = APP_DIR,
     python: str | None = PYTHON,
     api: str | None = API,
@@ -296,6 +299,7 @@ def up(
         beat=beat,
         flower=flower,
         redis_password=redis_password,
+        demo=demo,
         only=tuple(part.strip() for part in only.split(",")) if only else None,
     )
     project, config = current(flags)

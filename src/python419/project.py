@@ -28,6 +28,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CONFIG_FILE = "p419.toml"
+# What `p419 init` reads: a folder with one of these and no p419 config is a project that was not set up yet.
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+PROCFILE = "Procfile"
 PYPROJECT = "pyproject.toml"
 BUNDLED_API = "python419.api:app"
 BUNDLED_CELERY = CELERY_APP  # the one spelling, shared with the doctor
@@ -182,6 +185,7 @@ class Flags:
     flower: bool | None = None
     only: tuple[str, ...] | None = None  # run part of the stack: api, workers, beat, flower
     redis_password: bool | None = None
+    demo: bool = False  # the bundled products app, whatever the folder holds
 
 
 ONLY_CHOICES = ("api", "workers", "beat", "flower")
@@ -355,7 +359,17 @@ def load_project(
 ) -> Project:
     cwd = cwd or Path.cwd()
     environ = os.environ if environ is None else environ
-    return resolve_project(cwd, environ, flags or Flags(), find_config(cwd))
+    flags = flags or Flags()
+    project = resolve_project(cwd, environ, flags, find_config(cwd))
+    if project.bundled and not flags.demo:
+        found = [name for name in (*COMPOSE_FILES, PROCFILE) if (cwd / name).is_file()]
+        if found:
+            # Never the demo app silently in a user's project folder.
+            raise ProjectError(
+                f"{cwd} has {found[0]} but no p419 config: run p419 init (it reads {found[0]}), "
+                "or p419 up --demo for the bundled products app"
+            )
+    return project
 
 
 def project_settings(project: Project) -> Settings:

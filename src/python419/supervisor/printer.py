@@ -289,7 +289,7 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
         case ev.ChildReady(name, seconds):
             return f"{name} ready in {seconds:.2f}s", "green"
         case ev.StackReady(seconds, urls):
-            where = f": API {urls[0]}  docs {urls[1]} " if urls else ""
+            where = f": API {urls[0]}  docs {urls[1]} " if urls else ": no API configured (workers only)"
             return f"ready in {seconds:.2f}s{where} (Ctrl+C to stop)", "bold green"
         case ev.Exited(name, code, expected, clean, killed):
             if not expected:

@@ -206,3 +206,24 @@ def test_a_circular_import_is_one_line_on_the_console_and_a_traceback_in_the_log
     assert len(done.stdout.splitlines()) <= 15, done.stdout
     logs = "".join(p.read_text() for p in (tmp_path / ".p419" / "logs").glob("*.log"))
     assert "Traceback (most recent call last):" in logs and 'File "' in logs
+
+
+def test_a_project_folder_without_a_config_is_not_run_as_the_demo(tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yml").write_text("services:\n  web:\n    command: uvicorn main:app\n")
+    done = p419(tmp_path, clean_environ(), "up", "--dry-run")
+    assert done.returncode == 2 and "has docker-compose.yml but no p419 config: run p419 init" in done.stderr
+    assert "Traceback" not in done.stderr
+    demo = p419(tmp_path, clean_environ(), "up", "--dry-run", "--demo")
+    assert demo.returncode == 0 and "project: the bundled products app" in demo.stdout
+
+
+def test_a_stack_without_an_api_says_so_when_ready(project, user_stacks) -> None:
+    root = project("flat")
+    init(root)
+    config = root / "p419.toml"
+    config.write_text("\n".join(x for x in config.read_text().splitlines() if not x.startswith("api =")))
+    stack = UserStack(root, "--broker", "embedded")
+    user_stacks.append(stack)
+    stack.wait_ready()
+    assert "ready in" in stack.output() and "no API configured (workers only)" in stack.output()
+    stack.stop_and_check_nothing_left()

@@ -28,8 +28,8 @@ from python419.doctor.probes.broker_probe import classify_redis_error
 from python419.doctor.probes.workers_probe import WorkerInfo
 from python419.doctor.redact import Redactor, secrets_in
 from python419.doctor.runner import run_checks
-from python419.platforms import redis_install_hint
 from python419.products.doctor import PRODUCTS, TASK_NAME, backlog_outcome, format_age
+from python419.redis_server import redis_install_hint
 from tests.conftest import CHAT_ID, TOKEN
 from tests.doctor_helpers import (
     STALE_APP,

@@ -9,7 +9,8 @@ import pytest
 from python419.launch import contract
 from python419.platforms import CREATE_NEW_PROCESS_GROUP
 from python419.project import Flags
-from python419.supervisor.plan import PlanError, choose_broker, plan_lines, redis_config
+from python419.redis_server import redis_config
+from python419.supervisor.plan import PlanError, choose_broker, plan_lines
 from tests.plans import plan_for
 
 

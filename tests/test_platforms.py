@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from python419 import platforms as p
+from python419 import redis_server as rs
 from python419 import workers as w
 
 
@@ -76,11 +77,11 @@ def test_stopping_children_differs_by_os() -> None:
 
 
 def test_redis_candidates() -> None:
-    assert p.redis_binary_candidates("linux", {}) == ["redis-server"]
-    windows = p.redis_binary_candidates("windows", {"ProgramFiles": r"D:\Apps"})
+    assert rs.redis_binary_candidates("linux", {}) == ["redis-server"]
+    windows = rs.redis_binary_candidates("windows", {"ProgramFiles": r"D:\Apps"})
     assert windows[:2] == ["redis-server.exe", "memurai.exe"]
     assert r"D:\Apps\Memurai\memurai.exe" in windows
-    assert "Memurai" in p.redis_install_hint("windows") and "brew" in p.redis_install_hint("macos")
+    assert "Memurai" in rs.redis_install_hint("windows") and "brew" in rs.redis_install_hint("macos")
 
 
 def test_find_redis_server_order() -> None:
@@ -91,7 +92,7 @@ def test_find_redis_server_order() -> None:
         env: dict[str, str], platform: p.Platform = "linux", path: dict[str, str] | None = None
     ) -> str | None:
         lookup = on_path if path is None else path
-        return p.find_redis_server(platform, env, lookup.get, files.__contains__)
+        return rs.find_redis_server(platform, env, lookup.get, files.__contains__)
 
     assert find({}) == "/usr/bin/redis-server"
     assert find({"REDIS_SERVER": "/opt/redis/bin/redis-server"}) == "/opt/redis/bin/redis-server"

@@ -100,7 +100,7 @@ def test_http_ready_means_an_answer_on_the_ready_path_a_5xx_with_a_warning(tmp_p
 
 
 def test_redis_shutdown_stops_a_redis_we_may_ask_and_leaves_others(tmp_path: Path) -> None:
-    from python419.broker import redis_shutdown
+    from python419.redis_server import redis_shutdown
 
     server = RedisServer(free_port(), tmp_path).start()
     try:

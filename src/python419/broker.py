@@ -3,8 +3,6 @@ which workers answer."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +12,6 @@ from urllib.parse import urlsplit
 
 from python419.addresses import safe_url
 from python419.launch import contract
-from python419.platforms import Platform, find_redis_server
 from python419.ports import accepts
 from python419.runfiles import stack_redis_url
 from python419.settings import Settings
@@ -105,49 +102,6 @@ def runtime_target(
     return redis_target(url or settings.broker_redis_url)
 
 
-# --- the password of a Redis that `p419 up` starts ---------------------------------------------------------
-
-PASSWORD_FILE = "password"  # in the data dir's redis/ folder, owner-only
-
-
-def generated_password(redis_dir: Path) -> str:
-    """A Redis that p419 starts is never open to every local process (one could queue our task directly): it
-    gets a password, made once and kept owner-only in the data dir, so a restarted Redis keeps its AOF's users."""
-    import secrets
-
-    path = redis_dir / PASSWORD_FILE
-    try:
-        existing = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        existing = ""
-    if existing:
-        return existing
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(24)
-    write_private(path, password)
-    return password
-
-
-def write_private(path: Path, text: str) -> None:
-    """Written readable by the owner only (chmod 600; on Windows the folder's ACL applies)."""
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(text, encoding="utf-8")
-
-
-def is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def redis_binary(settings: Settings, platform: Platform) -> str | None:
-    """The Redis server `p419 up` would start: REDIS_SERVER (from the environment or an env file), then
-    PATH, then the usual install folders (Windows). The one lookup `up` and `doctor` share."""
-    env = dict(os.environ)
-    if settings.redis_server:
-        env["REDIS_SERVER"] = settings.redis_server
-    return find_redis_server(platform, env, shutil.which, is_executable)
-
-
 def broker_ping(target: BrokerTarget, timeout: float = 1.0) -> dict[str, Any]:
     """Raises when the broker cannot be reached within `timeout`."""
     if target.kind == "embedded":
@@ -190,36 +144,3 @@ def redis_ping(url: str, timeout: float) -> None:
     """PING on a short-lived connection. Raises redis.RedisError or OSError when nothing answers."""
     with redis_client(url, timeout) as client:
         client.ping()
-
-
-def redis_shutdown(url: str, timeout: float = 1.0) -> bool:
-    """Ask the Redis at `url` to SHUTDOWN (it fsyncs its AOF and saves, as on SIGTERM). True once it has closed
-    the connection on us: it is exiting. Redis acts on SIGTERM only on its next cron tick (hz 10: measured
-    0.09-0.10 s from the signal to exit, 6 runs), on the command at once (0.003 s)."""
-    import redis
-
-    try:
-        with redis_client(url, timeout, retry=False) as client:
-            client.ping()  # refused here, not below: redis-py counts a failed AUTH as a ConnectionError,
-            client.shutdown()  # and shutdown() takes any ConnectionError for the server closing on us
-    except (redis.RedisError, OSError):
-        return False  # refused (a password we lack, SHUTDOWN renamed away) or not there: use the signal
-    return True
-
-
-def redis_status(url: str, timeout: float = 0.3) -> Literal["answers", "wants-password", "down"]:
-    """One PING: Redis answers, answers but refuses us without (the right) password, or nothing answers.
-    A TCP port that refuses is "down" without importing redis-py (most `p419 up` runs start their own Redis)."""
-    if not redis_listens(url):
-        return "down"
-    import redis
-
-    try:
-        redis_ping(url, timeout)
-    except redis.AuthenticationError:
-        return "wants-password"
-    except redis.ResponseError as exc:
-        return "wants-password" if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else "down"
-    except (redis.RedisError, OSError):
-        return "down"
-    return "answers"

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PureWindowsPath
 from typing import Literal
 
 Platform = Literal["windows", "linux", "macos"]
@@ -76,45 +74,3 @@ def supervisor_stop_signals(platform: Platform) -> list[str]:
     if platform == "windows":
         return ["SIGINT", "SIGBREAK"]
     return ["SIGINT", "SIGTERM", "SIGHUP"]
-
-
-def redis_binary_candidates(platform: Platform, env: dict[str, str]) -> list[str]:
-    """Where to look for a Redis-compatible server, best first, after REDIS_SERVER and PATH."""
-    if platform != "windows":
-        return ["redis-server"]
-    names = ["redis-server.exe", "memurai.exe"]
-    roots = [
-        env.get("ProgramFiles", r"C:\Program Files"),
-        env.get("ProgramFiles(x86)", r"C:\Program Files (x86)"),
-    ]
-    paths = [
-        str(PureWindowsPath(root, folder, exe))
-        for root in roots
-        for folder, exe in (("Memurai", "memurai.exe"), ("Redis", "redis-server.exe"))
-    ]
-    return names + paths
-
-
-def find_redis_server(
-    platform: Platform,
-    env: dict[str, str],
-    which: Callable[[str], str | None],
-    exists: Callable[[str], bool],
-) -> str | None:
-    """The Redis server to start: REDIS_SERVER, then PATH, then (Windows) the usual install folders."""
-    configured = env.get("REDIS_SERVER")
-    if configured:
-        return configured if exists(configured) else which(configured)
-    for candidate in redis_binary_candidates(platform, env):
-        found = which(candidate) if not ("\\" in candidate or "/" in candidate) else candidate
-        if found and exists(found):
-            return found
-    return None
-
-
-def redis_install_hint(platform: Platform) -> str:
-    return {
-        "windows": "install Memurai (a Redis for Windows) or run Redis in WSL: wsl sudo apt install redis-server",
-        "linux": "sudo apt-get install redis-server (or your distribution's redis package)",
-        "macos": "brew install redis",
-    }[platform]

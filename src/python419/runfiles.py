@@ -124,7 +124,14 @@ def request_stop(run_dir: Path) -> None:
     (run_dir / STOP_FILE).write_text(str(os.getpid()), encoding="utf-8")
 
 
-def write_redis_url(run_dir: Path, url: str, write_private: Any) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Written readable by the owner only (chmod 600; on Windows the folder's ACL applies)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
+
+
+def write_redis_url(run_dir: Path, url: str) -> None:
     """`p419 send`/`worker`/`doctor` in another terminal follow this Redis (its password too, when set)."""
     write_private(run_dir / REDIS_URL_FILE, url)
 

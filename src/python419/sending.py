@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 
 from python419.broker import broker_ping
-from python419.platforms import redis_install_hint
 from python419.products.settings import ProductSettings
+from python419.redis_server import redis_install_hint
 from python419.telegram import TelegramError
 
 

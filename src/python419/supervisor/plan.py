@@ -10,20 +10,20 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from python419.addresses import http_url, is_local_url, is_loopback_host, probe_host, safe_url
+from python419.addresses import http_url, is_local_url, probe_host, safe_url
 from python419.broker import BrokerTarget, embedded_target, redis_target
 from python419.launch import contract
 from python419.platforms import (
     Platform,
     creation_flags,
     orphan_guard,
-    redis_install_hint,
     starts_new_session,
     stop_method,
 )
 from python419.project import Project
+from python419.redis_server import REDIS_READY_LINE, redis_address, redis_argv, redis_install_hint
 from python419.settings import BrokerMode, Settings
 from python419.workers import plan_group, worker_command
 
@@ -66,14 +66,6 @@ class Readiness:
 
     def said_by(self, line: str) -> bool:
         return self.line is not None and self.line.casefold() in line.casefold()
-
-
-# Redis prints this once its data is loaded (before that it answers -LOADING): Redis 2.8 to 7.x, and the
-# Windows ports ("The server is now ready to accept connections on port 6379"). p419 writes Redis's command line
-# and config, so the line is always printed (log level notice, to stdout). The port check that follows makes it
-# our Redis. It replaced an `INFO server` through redis-py, whose import alone cost the supervisor ~0.1 s of CPU
-# while the API and the workers were importing on the same two cores.
-REDIS_READY_LINE = "ready to accept connections"
 
 
 @dataclass(frozen=True)
@@ -147,47 +139,6 @@ def choose_broker(
         f"development. For a real broker: {redis_install_hint(platform)}",
         loud=True,
     )
-
-
-def redis_config(url: str) -> str | None:
-    """Config-file lines for the password in REDIS_URL (a file, so the password is not in `ps` output).
-    Clients decode a percent-encoded password (`p%40ss` logs in as `p@ss`): the server must get it decoded."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return None
-    password = unquote(parts.password)
-    if parts.username and parts.username != "default":
-        return f"user {unquote(parts.username)} on >{password} ~* &* +@all\nrequirepass {password}\n"
-    return f"requirepass {password}\n"
-
-
-def redis_config_path(redis_dir: Path) -> Path:
-    return redis_dir / "p419-redis.conf"
-
-
-def redis_address(url: str) -> tuple[str, int]:
-    """Where a Redis that p419 starts for `url` listens: the URL's loopback address (localhost: 127.0.0.1)."""
-    parts = urlsplit(url)
-    host = parts.hostname if is_loopback_host(parts.hostname) and parts.hostname != "localhost" else None
-    return host or "127.0.0.1", parts.port or 6379
-
-
-def redis_argv(binary: str, url: str, redis_dir: Path) -> list[str]:
-    """Bound to the URL's loopback address and port, AOF on so queued tasks survive a Redis restart."""
-    host, port = redis_address(url)
-    config = [str(redis_config_path(redis_dir))] if redis_config(url) else []
-    return [
-        binary,
-        *config,
-        "--port",
-        str(port),
-        "--bind",
-        str(host),
-        "--dir",
-        str(redis_dir),
-        "--appendonly",
-        "yes",
-    ]
 
 
 def flower_installed() -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from python419.broker import redis_shutdown
+from python419.redis_server import redis_shutdown
 from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec, Plan
 

@@ -1,6 +1,6 @@
 """Is a child ready, and is the server that answers really that child? Short, cheap probes.
 
-- Redis (tcp, after its "Ready to accept connections" line: see plan.REDIS_READY_LINE): the port accepts and
+- Redis (tcp, after its "Ready to accept connections" line: see redis_server.REDIS_READY_LINE): the port accepts and
   the child's tree listens on it; otherwise another stack's Redis on the same port would answer for a child that
   could not bind.
 - http: any HTTP answer on the ready path, from a port that the child's process tree listens on. A 5xx means

@@ -17,17 +17,12 @@ from rich.console import Console
 
 import python419
 from python419.addresses import is_local_url, safe_url, with_parts
-from python419.broker import (
-    generated_password,
-    make_embedded_folders,
-    redis_binary,
-    redis_status,
-    write_private,
-)
+from python419.broker import make_embedded_folders
 from python419.interpreter import InterpreterError, ProjectPython, project_python, require
 from python419.platforms import Platform, detect_platform, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
+from python419.redis_server import generated_password, redis_binary, redis_status, write_redis_config
 from python419.runfiles import STOP_FILE, remove_redis_url, stack_id, take_restart_requests, write_redis_url
 from python419.settings import Settings
 from python419.supervisor import events as ev
@@ -40,8 +35,6 @@ from python419.supervisor.plan import (
     build_plan,
     choose_broker,
     plan_lines,
-    redis_config,
-    redis_config_path,
 )
 from python419.supervisor.printer import Printer
 from python419.supervisor.process import PRIVATE_UMASK, ProcessFactory, install_stop_handlers
@@ -142,13 +135,6 @@ def make_plan(
     return plan
 
 
-def write_redis_config(url: str, redis_dir: Path) -> None:
-    config = redis_config(url)
-    if config is None:
-        return
-    write_private(redis_config_path(redis_dir), config)  # it holds the password
-
-
 def dry_run(plan: Plan, console: Console) -> None:
     for line in plan_lines(plan):
         console.print(line, soft_wrap=True, highlight=False, markup=False)
@@ -219,7 +205,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         if plan.by_kind("redis"):
             redis_dir.mkdir(parents=True, exist_ok=True)
             write_redis_config(plan.target.url, redis_dir)
-            write_redis_url(run_dir, plan.target.url, write_private)
+            write_redis_url(run_dir, plan.target.url)
     except OSError as exc:
         raise UpError(f"cannot write to the data dir {plan.data_dir}: {exc.strerror or exc}") from None
     stop_file = run_dir / STOP_FILE

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from python419.broker import redis_binary
 from python419.doctor.context import Context
 from python419.doctor.model import Outcome, failed, passed, warned
 from python419.doctor.probes.broker_probe import BROKER_TIMEOUT, BrokerProbe
-from python419.platforms import Platform, redis_install_hint
+from python419.platforms import Platform
+from python419.redis_server import redis_binary, redis_install_hint
 
 URL_FIX = "put the right password in REDIS_URL: redis://:PASSWORD@host:port/0"
 

@@ -20,7 +20,7 @@ from python419.tasks.celery_app import TASK_NAME
 from python419.tasks.queues import queue_name
 from tests.fake_telegram import FakeTelegram
 from tests.procs import RedisServer, Stack, wait_until
-from tests.test_delivery import post_product, unique, wait_status
+from tests.products.test_delivery import post_product, unique, wait_status
 
 
 def stack_queue(stack: Stack) -> str:

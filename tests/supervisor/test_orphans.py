@@ -111,7 +111,7 @@ def test_the_launcher_started_with_the_plans_environment_runs_the_watchdog(tmp_p
     from pathlib import Path
 
     (tmp_path / "tinyapp.py").write_text("from celery import Celery\ncelery = Celery('tiny')\n")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     stand_in = subprocess.Popen(
         [sys.executable, "-c", STAND_IN, str(tmp_path)], cwd=repo, stdout=subprocess.PIPE, text=True
     )

@@ -37,7 +37,7 @@ from python419.supervisor.state import UpLock, lock_method
 from tests.conftest import clean_environ, stack_env
 from tests.fake_telegram import FakeTelegram
 from tests.procs import all_gone, free_port, guarded_by_a_stand_in, kill_all, kill_tree, wait_until
-from tests.test_supervisor_unit import FakeChild, World
+from tests.unit.test_supervisor_unit import FakeChild, World
 
 # --- helpers ----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import clean_environ
 from tests.user_stacks import UserStack, copy_project
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 P419 = [str(Path(sys.executable).with_name("p419"))]  # the installed console script, by its path
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from python419.products.settings import ProductSettings
 from python419.settings import Settings, SettingsError, load_settings, safe_url
 from tests.conftest import TOKEN, clean_environ
 
@@ -23,8 +24,18 @@ def test_defaults() -> None:
     s = load_settings()
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
-    assert s.telegram_api_url == "https://api.telegram.org"
-    assert s.token is None and s.broker == "auto" and s.broker_mode == "auto"
+    assert s.broker == "auto" and s.broker_mode == "auto"
+    app = load_settings(cls=ProductSettings)
+    assert app.telegram_api_url == "https://api.telegram.org" and app.token is None
+
+
+def test_the_launchers_settings_never_judge_the_bundled_apps_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's project may have TELEGRAM_TIMEOUT=20 of its own: it made p419 up exit 2 (the bundled app's
+    lease rule); only the bundled app's settings hold it to that rule."""
+    monkeypatch.setenv("TELEGRAM_TIMEOUT", "20")
+    assert not hasattr(load_settings(), "telegram_timeout")
+    with pytest.raises(SettingsError, match="P419_LEASE_SECONDS"):
+        load_settings(cls=ProductSettings)
 
 
 def test_redis_host_and_port_build_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +48,7 @@ def test_redis_host_and_port_build_the_url(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_env_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nP419_PLATFORM=Windows\nP419_API_PORT=9001\n")
-    s = load_settings()
+    s = load_settings(cls=ProductSettings)
     assert s.token == TOKEN and s.platform == "windows" and s.api_port == 9001
     assert TOKEN not in repr(s)
 
@@ -58,7 +69,7 @@ def test_invalid_values_name_the_setting(
 ) -> None:
     monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError, match=expected):
-        load_settings()
+        load_settings(cls=ProductSettings)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +93,7 @@ def test_a_bad_token_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("P419_API_PORT", "nope")
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load_settings(cls=ProductSettings)
     assert TOKEN not in str(caught.value)
 
 
@@ -109,7 +120,7 @@ def test_importing_makes_no_app_and_reads_no_settings(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import celery._state as s, python419.tasks, python419.tasks.celery_app as m, python419.settings as st;"
+        "import celery._state as s, python419.tasks, python419.tasks.celery_app as m, python419.products.settings as st;"
         "assert s.default_app is None, 'an app was made at import';"
         "assert st.get_settings.cache_info().currsize == 0, 'settings were read at import';"
         "import os; assert not os.path.exists('.p419'), 'a folder was made at import';"

@@ -186,28 +186,82 @@ def exec_child(argv: list[str], env: dict[str, str], cwd: str) -> None:
     raise typer.Exit(subprocess.call(argv, env=env, cwd=cwd))
 
 
-@app.command()
+@app.command(context_settings={"allow_interspersed_args": True})
 def send(
-    name: str = typer.Argument(..., help="Product name to notify about."),
-    product_id: int = typer.Option(0, "--product-id", min=0, help="Product id shown in the message."),
-    timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the worker's result."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Enqueue and exit without waiting."),
-    direct: bool = typer.Option(False, "--direct", help="Send in this process, with no broker or worker."),
+    name: str = typer.Argument(
+        ..., help="Your project: a task (its full name, or its last part). Bundled app: a product name."
+    ),
+    args: list[str] | None = typer.Argument(
+        None, help="The task's arguments, each as JSON when it parses (2, '\"x\"', '{\"a\": 1}')."
+    ),
+    kwargs: str | None = typer.Option(None, "--kwargs", metavar="JSON", help="The task's keyword arguments."),
+    queue: str | None = typer.Option(
+        None, "--queue", "-Q", help="Send to this queue (default: the app's routes)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the result and print its state and value."),
+    timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the result."),
+    python: str | None = PYTHON,
+    product_id: int = typer.Option(
+        0, "--product-id", min=0, help="Bundled app: the product id in the message."
+    ),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Bundled app: enqueue and exit without waiting."),
+    direct: bool = typer.Option(
+        False, "--direct", help="Bundled app: send in this process, no broker or worker."
+    ),
 ) -> None:
-    """Fire a notification by hand and show what happened."""
+    """Send a task of your project to the running stack (its id; with --wait its state and result), or, for
+    the bundled app, fire a product notification by hand and show what happened."""
+    from python419.project import Flags
+
+    project, config = current(Flags(python=python))
+    if not project.bundled:
+        send_task(project, config, name, args or [], kwargs, queue, timeout if wait else 0.0)
     from python419 import sending
     from python419.products.settings import ProductSettings
 
-    project, config = current()
-    if not isinstance(config, ProductSettings):
-        raise fail(
-            f"p419 send NAME notifies about a product of the bundled app; {project.label} is your own "
-            "(send one of its tasks with celery -A APP call TASK)",
-            2,
-        )
+    assert isinstance(config, ProductSettings)
+    if args or kwargs or queue:
+        raise fail("the bundled app's p419 send takes a product NAME only (and --product-id)", 2)
     outcome = sending.send(config, name, product_id, timeout=timeout, wait=not no_wait, direct=direct)
     (out() if outcome.ok else err()).print(outcome.line, soft_wrap=True, markup=False)
     raise typer.Exit(0 if outcome.ok else 1)
+
+
+def send_task(
+    project: Project,
+    config: Settings,
+    name: str,
+    args: list[str],
+    kwargs: str | None,
+    queue: str | None,
+    wait: float,
+) -> None:
+    """Run the launcher's `send` in the project's interpreter, on the broker the running stack uses."""
+    import os
+    import subprocess
+
+    from python419.broker import make_embedded_folders, runtime_target
+    from python419.launch import contract
+    from python419.platforms import detect_platform
+    from python419.runfiles import running_broker
+    from python419.supervisor.run import UpError, find_project_python
+
+    try:
+        found = find_project_python(project, detect_platform(), {"celery"})
+    except UpError as exc:
+        raise fail(str(exc), exc.code) from None
+    target = runtime_target(config, os.environ, running_broker(config.run_dir))
+    make_embedded_folders(target)
+    paths = [str(project.app_dir), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
+    from dotenv import dotenv_values
+
+    files = {
+        k: v for f in project.env_files if f.is_file() for k, v in dotenv_values(f).items() if v is not None
+    }
+    env = {**files, **os.environ, **project.env, **target.child_env(), "PYTHONPATH": os.pathsep.join(paths)}
+    argv = [*contract.launcher_argv(found.path), "send", project.celery, name, kwargs or "", queue or ""]
+    argv += [f"{wait:g}", *args]
+    raise typer.Exit(subprocess.call(argv, env=env, cwd=project.app_dir))
 
 
 @app.command()

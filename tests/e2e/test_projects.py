@@ -227,3 +227,33 @@ def test_a_stack_without_an_api_says_so_when_ready(project, user_stacks) -> None
     stack.wait_ready()
     assert "ready in" in stack.output() and "no API configured (workers only)" in stack.output()
     stack.stop_and_check_nothing_left()
+
+
+def test_send_runs_a_task_of_the_project_and_waits_for_its_result(project, user_stacks) -> None:
+    """`p419 send TASK ARGS --wait` in a user's project: the task found by its last name, its arguments as
+    JSON, its result printed; --kwargs and --queue; an unknown task is exit 2 with the names it has."""
+    root = project("factory")
+    init(root)
+    stack = UserStack(root)
+    user_stacks.append(stack)
+    stack.wait_ready()
+    done = stack.p419("send", "urgent", "21", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    sent, outcome = done.stdout.strip().splitlines()[-2:]
+    assert sent.startswith("sent tasks.urgent ")
+    state, value = outcome.split(" ", 1)
+    assert state == "SUCCESS" and json.loads(value)["double"] == 42
+    # tasks.later is routed to low_priority, which no group consumes: --queue puts it where a worker is
+    later = stack.p419("send", "tasks.later", "--kwargs", '{"n": 5}', "--queue", "default", "--wait")
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert json.loads(later.stdout.strip().splitlines()[-1].split(" ", 1)[1]) == {
+        "n": 5,
+        "queue": "default",
+        "worker": json.loads(value)["worker"],
+    }
+    no_wait = stack.p419("send", "urgent", "1")
+    assert no_wait.returncode == 0 and no_wait.stdout.startswith("sent tasks.urgent ")
+    unknown = stack.p419("send", "urgnet", "1")
+    assert unknown.returncode == 2 and "registers no task 'urgnet'" in unknown.stdout
+    assert "tasks.urgent" in unknown.stdout and "Traceback" not in unknown.stdout + unknown.stderr
+    stack.stop_and_check_nothing_left()

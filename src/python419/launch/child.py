@@ -346,6 +346,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     if not argv:
         print("usage: PYTHON path/to/python419/launch celery|uvicorn ARGS...", file=sys.stderr)
         sys.exit(contract.USAGE_EXIT)
+    if argv[0] == "send":  # p419 send TASK for a user's project
+        from .send import main as send
+
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        sys.exit(send(argv[1:], environ))
     try:
         app = prepare(argv, environ)
     except LaunchError as exc:

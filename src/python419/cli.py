@@ -333,9 +333,10 @@ def up(
 ) -> None:
     """Start Redis (if needed), the API and the workers of your project (or the bundled app); gate on
     readiness; restart crashes; Ctrl+C stops all."""
+    from python419.platforms import detect_platform
     from python419.project import Flags, ProjectError, preflight
     from python419.supervisor.plan import UpOptions
-    from python419.supervisor.run import UpError, make_plan, run
+    from python419.supervisor.run import UpError, find_project_python, make_plan, run
 
     flags = Flags(
         app_dir=app_dir,
@@ -358,11 +359,15 @@ def up(
     )
     project, config = current(flags)
     try:
-        preflight(project)
+        found = find_project_python(project, detect_platform())  # one query, for the checks and the plan
+        preflight(project, found.path)
     except ProjectError as exc:
         raise fail(str(exc), 2) from None
+    except UpError as exc:
+        raise fail(str(exc), exc.code) from None
     try:
-        plan = make_plan(project, config, UpOptions(loglevel=loglevel.value, grace=grace), dry_run=dry_run)
+        options = UpOptions(loglevel=loglevel.value, grace=grace)
+        plan = make_plan(project, config, options, dry_run=dry_run, python=found)
         if dry_run:
             from python419.supervisor.run import dry_run as show
 

@@ -7,8 +7,6 @@ Reading the files is the only I/O here; resolving is a pure function of what was
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -19,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from python419.platforms import CELERY_APP
-from python419.settings import Settings, check_broker, load_settings
+from python419.settings import Settings, check_broker, env_names, load_settings
 from python419.workers import DEFAULT_GROUP, Pool, WorkerGroup
 
 if sys.version_info >= (3, 11):
@@ -118,22 +116,81 @@ class ConfigSource:
     config: ProjectConfig
 
 
-def _describe(error: ValidationError, where: str) -> str:
-    parts = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item.get("loc", ()))
+BRANCHES = {"int", "str", "float", "bool", "WorkerGroupConfig"}  # how pydantic names a union's branches
+# What a key takes, said when none of its forms fits (a union: pydantic would list one error per branch).
+FORMS = {"workers": "must be a number of processes (workers = 2) or [[workers]] tables"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """A pydantic location without its union branches ('list[WorkerGroupConfig]', 'int'): the keys and the
+    indexes a user wrote."""
+    return tuple(
+        p
+        for p in loc
+        if isinstance(p, int) or (isinstance(p, str) and p.isidentifier() and p not in BRANCHES)
+    )
+
+
+def _shown(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+def key_line(text: str, path: tuple[str | int, ...], table: str | None = None) -> int | None:
+    """The line (1-based) where `path` is written in a TOML text: `key = ...` at the top (or in [tool.p419]),
+    `[[workers]]`'s n-th table for `workers[n].key`."""
+    import re
+
+    lines = text.splitlines()
+    start = 0
+    if table:  # [tool.p419] in a pyproject.toml: look from its header on
+        start = next((i for i, line in enumerate(lines) if line.strip() == table), 0)
+    top = str(path[0]) if path else ""
+    if len(path) >= 3 and isinstance(path[1], int):
+        header = re.compile(rf"^\s*\[\[\s*(tool\.p419\.)?{re.escape(top)}\s*\]\]")
+        headers = [i for i, line in enumerate(lines) if i >= start and header.match(line)]
+        if path[1] < len(headers):
+            start, top = headers[path[1]], str(path[2])
+    key = re.compile(rf"^\s*{re.escape(top)}\s*=")
+    found = next((i for i, line in enumerate(lines) if i >= start and key.match(line)), None)
+    if found is None and path:  # a table of its own: [env], [[workers]]
+        header = re.compile(rf"^\s*\[\[?\s*(tool\.p419\.)?{re.escape(str(path[0]))}\s*\]")
+        found = next((i for i, line in enumerate(lines) if i >= start and header.match(line)), None)
+    return None if found is None else found + 1
+
+
+def _describe(error: ValidationError, where: str, text: str | None = None, table: str | None = None) -> str:
+    """One clause per key at fault, with its line: `workers[1].redis_password: unknown key (line 12)`. Of a
+    union's branches (a table, a list of tables, a number), only the deepest errors are kept: the branch the
+    user meant."""
+    items = [(_field_path(tuple(item.get("loc", ()))), item) for item in error.errors()]
+    deepest: dict[Any, int] = {}
+    for path, _ in items:
+        deepest[path[:1]] = max(deepest.get(path[:1], 0), len(path))
+    parts: list[str] = []
+    for path, item in items:
+        if len(path) < deepest[path[:1]]:
+            continue
         msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         if item.get("type") == "extra_forbidden":
             msg = "unknown key"
-        parts.append(f"{loc}: {msg}" if loc else msg)
+        elif sum(1 for other, _ in items if other == path) > 1 and str(path[0]) in FORMS:
+            msg = FORMS[str(path[0])]
+        line = key_line(text, path, table) if text is not None and path else None
+        at = f" (line {line})" if line else ""
+        part = f"{_shown(path)}: {msg}{at}" if path else msg
+        if part not in parts:
+            parts.append(part)
     return f"{where}: " + "; ".join(parts)
 
 
-def parse_config(data: Mapping[str, Any], where: str) -> ProjectConfig:
+def parse_config(
+    data: Mapping[str, Any], where: str, text: str | None = None, table: str | None = None
+) -> ProjectConfig:
+    """`text`: the file's, so that an error can name its line; `table`: where the config starts in it."""
     try:
         return ProjectConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ProjectError(_describe(exc, where)) from None
+        raise ProjectError(_describe(exc, where, text, table)) from None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -153,12 +210,15 @@ def find_config(start: Path) -> ConfigSource | None:
         if own.is_file():
             data = read_toml(own)
             table = data.get("tool", {}).get("p419", data) if "tool" in data else data
-            return ConfigSource(own, CONFIG_FILE, parse_config(table, str(own)))
+            text = own.read_text(encoding="utf-8")
+            return ConfigSource(own, CONFIG_FILE, parse_config(table, str(own), text, "[tool.p419]"))
         pyproject = folder / PYPROJECT
         if pyproject.is_file():
             table = read_toml(pyproject).get("tool", {}).get("p419")
             if table is not None:
-                return ConfigSource(pyproject, "[tool.p419]", parse_config(table, f"{pyproject} [tool.p419]"))
+                text = pyproject.read_text(encoding="utf-8")
+                where = f"{pyproject} [tool.p419]"
+                return ConfigSource(pyproject, "[tool.p419]", parse_config(table, where, text, "[tool.p419]"))
     return None
 
 
@@ -373,14 +433,18 @@ def load_project(
 
 
 def project_settings(project: Project) -> Settings:
-    """The user's settings for this project: its env files, then the environment; the config file's
-    data_dir and broker where neither sets them; --broker over everything."""
+    """The user's settings for this project: its env files, the config's [env] over them, the environment over
+    both; the config file's data_dir and broker where none sets them; --broker over everything."""
+    cls: type[Settings] = Settings
     if project.bundled:
         from python419.products.settings import ProductSettings
 
-        settings: Settings = load_settings(project.env_files, cls=ProductSettings)
-    else:
-        settings = load_settings(project.env_files)
+        cls = ProductSettings
+    # The config's [env] (p419 init puts the env files' compose hosts there, pointed at loopback) wins over
+    # the env files, and the environment wins over it.
+    known = set(env_names(cls).values())
+    config_env = {k: v for k, v in project.env.items() if k in known and k not in os.environ}
+    settings = load_settings(project.env_files, cls=cls, **config_env)
     changes: dict[str, Any] = {}
     if "data_dir" not in settings.model_fields_set:
         changes["data_dir"] = project.data_dir or (project.root / ".p419")
@@ -394,20 +458,44 @@ def project_settings(project: Project) -> Settings:
 # --- checks that need no import of the user's code -----------------------------------------------
 
 
-def module_findable(module: str, app_dir: Path) -> bool:
-    """Can `module` (dotted) be imported with app_dir first on sys.path? Looks for its top-level package
-    only (importing it would run the user's code)."""
-    top = module.split(".", 1)[0]
-    if importlib.machinery.PathFinder.find_spec(top, [str(app_dir)]) is not None:
-        return True
+def module_on_disk(module: str, app_dir: Path) -> bool | None:
+    """Is the dotted module a file (or package) under app_dir, all the way down? None when its top-level
+    package is not there at all (it may be installed in the project's environment). Nothing is imported."""
+    from importlib.machinery import PathFinder
+
+    top, *rest = module.split(".")
+    spec = PathFinder.find_spec(top, [str(app_dir)])
+    if spec is None:
+        return None
+    for part in rest:
+        locations = spec.submodule_search_locations
+        spec = PathFinder.find_spec(part, list(locations)) if locations else None
+        if spec is None:
+            return False
+    return True
+
+
+def importable_by(python: str, module: str, app_dir: Path) -> bool:
+    """Asked of the project's interpreter (one short run): can it find `module` from app_dir?"""
+    import subprocess
+
+    code = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 1)"
     try:
-        return importlib.util.find_spec(top) is not None  # installed in this environment
-    except (ImportError, ValueError):
-        return False
+        done = subprocess.run(
+            [python, "-c", code, module],
+            cwd=app_dir,
+            capture_output=True,
+            timeout=15,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # cannot tell: the launcher will say it at start
+    return done.returncode == 0
 
 
-def preflight(project: Project) -> None:
-    """What can be known wrong before anything starts: missing folders and modules. Raises ProjectError."""
+def preflight(project: Project, python: str | None = None) -> None:
+    """What can be known wrong before anything starts: missing folders and modules (a file on disk under
+    app_dir, or else something the project's interpreter can import). Raises ProjectError."""
     if not project.app_dir.is_dir():
         raise ProjectError(f"{project.key_source('app_dir')}: folder {project.app_dir} does not exist")
     for key in ("api", "celery"):
@@ -419,8 +507,13 @@ def preflight(project: Project) -> None:
             raise ProjectError(f"{project.key_source(key)}: {value!r} is not MODULE[:ATTR]")
         # celery -A also accepts MODULE.ATTR: try the whole dotted name, then without its last part.
         candidates = [module] if ":" in value or key == "api" else [module, module.rsplit(".", 1)[0]]
-        if not any(module_findable(c, project.app_dir) for c in candidates):
-            raise ProjectError(
-                f"{project.key_source(key)}: no module {module.split('.', 1)[0]!r} in {project.app_dir} "
-                "(set app_dir to the folder your code runs from)"
-            )
+        found = [module_on_disk(c, project.app_dir) for c in candidates]
+        if True in found:
+            continue
+        if None in found and (python is None or importable_by(python, candidates[-1], project.app_dir)):
+            continue  # not under app_dir, but installed in the project's environment
+        missing = module if False in found else module.split(".", 1)[0]
+        raise ProjectError(
+            f"{project.key_source(key)}: no module {missing!r} in {project.app_dir} "
+            "(set app_dir to the folder your code runs from)"
+        )

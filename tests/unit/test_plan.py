@@ -157,11 +157,32 @@ def test_user_project_plan(tmp_path: Path) -> None:
         fast[2:6] == ["celery", "-A", "worker.celery", "worker"]
         and fast[fast.index("-Q") + 1] == "high_priority,default"
     )
-    assert (
-        plan.env["DATABASE_URL"] == "sqlite:///x.db" and plan.env["P419_STACK_CELERY_APP"] == "worker.celery"
-    )
+    assert "DATABASE_URL" not in plan.env and plan.env["P419_STACK_CELERY_APP"] == "worker.celery"
+    # [env] reaches every child under the shell's environment, which wins over it
+    from python419.supervisor.process import child_environment
+
+    child = child_environment(plan, plan.by_kind("api")[0], {"API_TOKEN": "from-the-shell"})
+    assert child["DATABASE_URL"] == "sqlite:///x.db" and child["API_TOKEN"] == "from-the-shell"
     text = "\n".join(plan_lines(plan))
-    assert "s3cret" not in text and "API_TOKEN=***" in text
+    assert "s3cret" not in text and "API_TOKEN=***" in text and "DATABASE_URL=sqlite:///x.db" in text
+
+
+def test_api_command_placeholders_are_filled(tmp_path: Path) -> None:
+    """p419 init writes {python}, {host} and {port} for a server other than uvicorn (hypercorn, granian)."""
+    plan = plan_for(
+        "linux",
+        tmp_path,
+        config={"api_command": "{python} -m hypercorn --bind {host}:{port} app.main:app", "celery": "app"},
+        python="/p/.venv/bin/python",
+    )
+    assert plan.by_kind("api")[0].argv == [
+        "/p/.venv/bin/python",
+        "-m",
+        "hypercorn",
+        "--bind",
+        "127.0.0.1:8000",
+        "app.main:app",
+    ]
 
 
 def test_api_command_is_ready_on_tcp(tmp_path: Path) -> None:

@@ -178,7 +178,6 @@ def build_plan(
         "PYTHONIOENCODING": "utf-8",
         "PYTHONUNBUFFERED": "1",  # lines reach the printer as they are written
         "P419_DATA_DIR": str(data_dir),
-        **project.env,
         **target.child_env(),
         contract.SUPERVISOR_PID: str(supervisor_pid),
         contract.GRACE: f"{options.grace:g}",
@@ -231,11 +230,14 @@ def build_plan(
     if not wants("api"):
         pass
     elif project.api_command:
+        # {python}: the project's interpreter; {host}, {port}: the API's address (p419 init writes them for a
+        # server other than uvicorn: hypercorn, granian, fastapi run).
+        fill = {"{python}": python, "{host}": settings.api_host, "{port}": str(settings.api_port)}
         children.append(
             ChildSpec(
                 "api",
                 "api",
-                list(project.api_command),
+                [filled(part, fill) for part in project.api_command],
                 cwd=cwd,
                 ready=Readiness("tcp", f"{probe_host(settings.api_host)}:{settings.api_port}"),
             )
@@ -334,6 +336,12 @@ def build_plan(
     )
 
 
+def filled(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
 def listen_ports(
     children: list[ChildSpec], settings: Settings, redis_url: str
 ) -> list[tuple[str, str, int, str]]:
@@ -384,6 +392,15 @@ def plan_lines(plan: Plan) -> list[str]:
         f"data dir: {plan.data_dir}",
         "env files (read at each start, if present): " + (", ".join(map(str, plan.env_files)) or "none"),
         f"environment for every child: {env}",
+        *(
+            [f"[env] of the config (the shell's environment wins over it): {project_env}"]
+            if (
+                project_env := " ".join(
+                    f"{k}={shown_value(k, v)}" for k, v in sorted(plan.project.env.items())
+                )
+            )
+            else []
+        ),
     ]
     for child in plan.children:
         lines.append(f"{child.name}: {command_line(child.argv, plan.platform)}")

@@ -93,14 +93,16 @@ class OsChild:
 
 
 def child_environment(plan: Plan, spec: ChildSpec, base: Mapping[str, str]) -> dict[str, str]:
-    """Env files (re-read at each start, so an edit applies on restart) < the supervisor's environment <
-    the plan's variables < the child's own."""
+    """Env files (re-read at each start, so an edit applies on restart) < the config's [env] < the supervisor's
+    environment < the plan's variables (the stack's own) < the child's own. As for every key: the environment
+    over the config file."""
     from dotenv import dotenv_values
 
     env: dict[str, str] = {}
     for path in plan.env_files:
         if path.is_file():
             env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    env.update(plan.project.env)
     env.update(base)
     env.update(plan.env)
     env.update(spec.env)

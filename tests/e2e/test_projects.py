@@ -125,7 +125,17 @@ def test_bad_project_configuration_is_one_line_and_exit_2(tmp_path: Path) -> Non
         'api = "nosuchmodule:app"\ncelery = "nosuchmodule"\n': "no module 'nosuchmodule'",
         'celery = "worker.celery"\napp_dir = "missing"\n': "does not exist",
         "api = [\n": "not valid TOML",
+        # which key, and its line, not pydantic's one error per union branch (issue 18 item 6)
+        'celery = "w.celery"\n\n[[workers]]\nname = "a"\n\n[[workers]]\nname = "b"\nredis_password = true\n': (
+            "workers[1].redis_password: unknown key (line 8)"
+        ),
+        'celery = "w.celery"\nworkers = "three"\n': "workers: must be a number of processes (workers = 2) or "
+        "[[workers]] tables (line 2)",
+        # a module that does not exist on disk, below a package that does
+        'celery = "pkg.nosuch:celery"\n': "no module 'pkg.nosuch'",
     }
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
     for text, expected in cases.items():
         (tmp_path / "p419.toml").write_text(text)
         done = p419(tmp_path, clean_environ(), "up", "--dry-run")

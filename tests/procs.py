@@ -174,7 +174,7 @@ class Stack:
         return proc
 
     def start_api(self) -> Proc:
-        argv = [sys.executable, "-m", "uvicorn", "python419.api:app", "--host", "127.0.0.1"]
+        argv = [sys.executable, "-m", "uvicorn", "python419.products.api:app", "--host", "127.0.0.1"]
         proc = spawn("api", [*argv, "--port", str(self.api_port)], self.env, self.logdir, cwd=self.logdir)
         self.procs.append(proc)
         ok = wait_until(lambda: httpx.get(f"{self.api_url}/health", timeout=2).status_code in (200, 503), 30)

@@ -216,7 +216,7 @@ def send(
     project, config = current(Flags(python=python))
     if not project.bundled:
         send_task(project, config, name, args or [], kwargs, queue, timeout if wait else 0.0)
-    from python419 import sending
+    from python419.products import sending
     from python419.products.settings import ProductSettings
 
     assert isinstance(config, ProductSettings)

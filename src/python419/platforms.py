@@ -13,8 +13,6 @@ from typing import Literal
 Platform = Literal["windows", "linux", "macos"]
 PLATFORMS: tuple[Platform, ...] = ("windows", "linux", "macos")
 
-CELERY_APP = "python419.tasks.celery_app"
-
 
 def detect_platform(sys_platform: str | None = None) -> Platform:
     name = sys_platform if sys_platform is not None else sys.platform

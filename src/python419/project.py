@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from python419.platforms import CELERY_APP
+from python419 import products
 from python419.settings import Settings, check_broker, env_names, load_settings
 from python419.workers import DEFAULT_GROUP, Pool, WorkerGroup
 
@@ -30,8 +30,8 @@ CONFIG_FILE = "p419.toml"
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 PROCFILE = "Procfile"
 PYPROJECT = "pyproject.toml"
-BUNDLED_API = "python419.api:app"
-BUNDLED_CELERY = CELERY_APP  # the one spelling, shared with the doctor
+BUNDLED_API = products.API
+BUNDLED_CELERY = products.CELERY_APP
 BUNDLED_READY_PATH = "/health?workers=false"
 DEFAULT_READY_PATH = "/"
 

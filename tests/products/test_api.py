@@ -274,7 +274,7 @@ def test_health_names_the_children_the_supervisor_gave_up_on(tmp_path) -> None:
     """/health reads the running stack's state file: a fatal child makes the status `degraded` and is named."""
     import os
 
-    from python419.api.health import given_up
+    from python419.products.api.health import given_up
     from python419.products.settings import ProductSettings
     from python419.supervisor import events as ev
     from python419.supervisor.state import StateFile

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from python419.store import Store, WriteBusy
+from python419.products.store import Store, WriteBusy
 from tests.fake_telegram import FakeTelegram
 from tests.procs import wait_until
 

@@ -15,9 +15,9 @@ import httpx
 import redis
 from celery import Celery
 
+from python419.products import TASK_NAME
+from python419.products.tasks.queues import queue_name
 from python419.settings import load_settings
-from python419.tasks.celery_app import TASK_NAME
-from python419.tasks.queues import queue_name
 from tests.fake_telegram import FakeTelegram
 from tests.procs import RedisServer, Stack, wait_until
 from tests.products.test_delivery import post_product, unique, wait_status

@@ -14,12 +14,17 @@ TASK = "tasks.notifications.send_tg_notification"
 
 @pytest.mark.parametrize(
     "first",
-    ["python419.tasks.celery_app", "python419.tasks.notifications", "python419.tasks", "python419.api"],
+    [
+        "python419.products.tasks.celery_app",
+        "python419.products.tasks.notifications",
+        "python419.products.tasks",
+        "python419.products.api",
+    ],
 )
 def test_any_import_order_registers_the_task(first: str, tmp_path) -> None:
     code = (
         f"import importlib; importlib.import_module({first!r}); "
-        "from python419.tasks.celery_app import celery_app; "
+        "from python419.products.tasks.celery_app import celery_app; "
         f"print({TASK!r} in celery_app.tasks)"
     )
     done = subprocess.run(
@@ -30,11 +35,11 @@ def test_any_import_order_registers_the_task(first: str, tmp_path) -> None:
 
 
 def test_task_declaration_matches_the_write_up() -> None:
-    from python419.tasks.notifications import send_tg_notification
+    from python419.products.tasks.notifications import send_tg_notification
 
     assert send_tg_notification.name == TASK
     assert send_tg_notification.max_retries == 3
-    from python419.tasks.celery_app import celery_app
+    from python419.products.tasks.celery_app import celery_app
 
     conf = celery_app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost

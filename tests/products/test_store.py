@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from python419 import store as store_module
-from python419.store import Store
+from python419.products import store as store_module
+from python419.products.store import Store
 
 
 @pytest.fixture(autouse=True, params=["returning", "pre-3.35"])
@@ -100,7 +100,7 @@ def test_one_connection_per_thread_and_normal_sync(tmp_path: Path) -> None:
 def test_idempotency_key_gives_back_the_first_product(tmp_path: Path) -> None:
     import pytest
 
-    from python419.store import IdempotencyConflict
+    from python419.products.store import IdempotencyConflict
 
     store, _ = make(tmp_path)
     first, note, replayed = store.create_product_once("k1", "h1", "Tea", 1, None, queued_lease=30)
@@ -197,7 +197,7 @@ def test_forget_lease_lets_the_next_sweep_retry_a_failed_publish(tmp_path: Path)
 def test_embedded_result_files_are_expired(tmp_path: Path) -> None:
     import os
 
-    from python419.tasks.embedded import clean_results
+    from python419.products.tasks.embedded import clean_results
 
     old, fresh = tmp_path / "celery-task-meta-old", tmp_path / "celery-task-meta-new"
     old.write_text("{}")
@@ -211,7 +211,7 @@ def test_embedded_result_files_are_expired(tmp_path: Path) -> None:
 def test_stale_control_messages_are_dropped(tmp_path: Path) -> None:
     import os
 
-    from python419.tasks.embedded import clean_stale_control_messages
+    from python419.products.tasks.embedded import clean_stale_control_messages
 
     stale = tmp_path / "1700000000_abc.worker2@vm.celery.pidbox.msg"
     task = tmp_path / "1700000000_def.celery.msg"
@@ -228,8 +228,8 @@ def test_queue_name_is_the_data_dirs_identity(tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    from python419.products.tasks.queues import queue_name
     from python419.settings import load_settings
-    from python419.tasks.queues import queue_name
 
     a = load_settings(P419_DATA_DIR=str(tmp_path / "a"), P419_PLATFORM="linux")
     same = load_settings(P419_DATA_DIR=str(tmp_path / "x" / ".." / "a"), P419_PLATFORM="linux")

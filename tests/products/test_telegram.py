@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from python419 import telegram
-from python419.telegram import (
+from python419.products import telegram
+from python419.products.telegram import (
     MESSAGE_LIMIT,
     TelegramClient,
     TelegramError,
@@ -129,7 +129,7 @@ def test_a_trickling_answer_is_cut_at_the_whole_request_deadline() -> None:
 
 
 def test_one_kept_client_reuses_its_connection() -> None:
-    from python419.telegram import shared_client
+    from python419.products.telegram import shared_client
 
     with FakeTelegram(TOKEN, "42") as fake:
         client = shared_client(TOKEN, fake.url, 5.0)
@@ -240,7 +240,7 @@ def under_gevent(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 GEVENT_SENDER = """
 import sys
 
-from python419.telegram import TelegramClient
+from python419.products.telegram import TelegramClient
 
 client = TelegramClient(sys.argv[1], sys.argv[2], timeout=5)
 for i in range(3):
@@ -305,7 +305,7 @@ GEVENT_TRICKLED = """
 import sys
 import time
 
-from python419.telegram import TelegramClient, TelegramError
+from python419.products.telegram import TelegramClient, TelegramError
 
 client = TelegramClient(sys.argv[1], sys.argv[2], timeout=1.0)
 started = time.monotonic()

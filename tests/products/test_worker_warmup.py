@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from python419 import telegram
-from python419.settings import Settings
-from python419.store import open_store
-from python419.tasks.worker_hooks import warm_up
+from python419.products import telegram
+from python419.products.settings import ProductSettings as Settings
+from python419.products.store import open_store
+from python419.products.tasks.worker_hooks import warm_up
 from tests.conftest import CHAT_ID, TOKEN
 
 

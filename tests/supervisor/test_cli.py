@@ -31,7 +31,7 @@ def test_worker_dry_run_on_windows_shows_solo(tmp_path: Path) -> None:
     assert "pool=solo" in done.stdout and "fork()" in done.stdout
     command = done.stdout.strip().splitlines()[-1]
     # the same command `p419 up` runs for a worker: the plain celery command line behind the launcher
-    assert "launch/__main__.py celery -A python419.tasks.celery_app worker --pool=solo" in command
+    assert "launch/__main__.py celery -A python419.products.tasks.celery_app worker --pool=solo" in command
     assert "prefork" not in command
     assert "not reliable on Windows" in done.stderr and "p419 up --workers N" in done.stderr
 

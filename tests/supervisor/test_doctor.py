@@ -268,7 +268,7 @@ def test_invalid_settings_are_a_failed_check(tmp_path: Path, monkeypatch: pytest
     for key in os.environ:
         if key.startswith(("REDIS_", "TELEGRAM_", "P419_")):
             monkeypatch.delenv(key)
-    ctx = build_context(AppSpec("python419.tasks.celery_app"), cwd=tmp_path)
+    ctx = build_context(AppSpec("python419.products.tasks.celery_app"), cwd=tmp_path)
     checks = [c for c in CHECKS if c.id in ("env.values", "broker", "telegram.token")]
     results = {r.id: r for r in run_checks(checks, ctx)}
     assert (
@@ -425,7 +425,7 @@ def test_circular_import_chain_from_probe_output() -> None:
 
 
 def test_backlog_warns_when_the_outbox_is_stuck(tmp_path: Path) -> None:
-    from python419.store import Store
+    from python419.products.store import Store
 
     store = Store(tmp_path / "p419.db", clock=lambda: 1000.0)
     store.create_product("lamp", 1.0, None)
@@ -464,16 +464,10 @@ def test_runner_turns_a_hung_check_into_a_timeout(tmp_path: Path) -> None:
     assert results[0].detail == "timed out after 0.2 s" and results[0].fix == "look at it"
 
 
-def test_task_name_matches_the_app() -> None:
-    from python419.tasks.celery_app import TASK_NAME as APP_TASK_NAME
-
-    assert TASK_NAME == APP_TASK_NAME
-
-
 def test_queue_counts_the_stacks_own_queue(redis_server, tmp_path: Path) -> None:
     """The bundled app publishes to its stack's queue (p419-<hash>), not Celery's `celery`: count that one."""
     from python419.products.settings import ProductSettings
-    from python419.tasks.queues import queue_name
+    from python419.products.tasks.queues import queue_name
 
     url = redis_server.url.rsplit("/", 1)[0] + "/9"
     data = tmp_path / "data"

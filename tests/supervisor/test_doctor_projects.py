@@ -226,7 +226,7 @@ def test_the_bundled_apps_checks_run_only_for_the_bundled_app(tmp_path: Path) ->
     nothing_of_the_bundled_app(user)
     # --app naming the bundled app in the same folder: its checks are back, with its settings.
     bundled = run_doctor(
-        "--json", "--app", "python419.tasks.celery_app", env=down_env(), cwd=root, timeout=90
+        "--json", "--app", "python419.products.tasks.celery_app", env=down_env(), cwd=root, timeout=90
     )
     assert {"queue", "telegram.token", "telegram.chat"} <= set(bundled.report)
     check(bundled, "registration", "pass", f"tasks.notifications.{BUNDLED_TASK}")

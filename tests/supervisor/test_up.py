@@ -230,7 +230,7 @@ def test_a_child_that_never_gets_ready_fails_with_its_last_lines(up_factory) -> 
         "--api-command",
         never,
         "--celery",
-        "python419.tasks.celery_app",
+        "python419.products.tasks.celery_app",
     )
     assert up.proc.wait(40) == 1
     out = up.output()

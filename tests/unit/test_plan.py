@@ -47,7 +47,7 @@ def test_windows_plan_is_solo_one_process_per_unit_of_concurrency(tmp_path: Path
             *contract.launcher_argv("C:\\py\\python.exe"),
             "celery",
             "-A",
-            "python419.tasks.celery_app",
+            "python419.products.tasks.celery_app",
         ]
         assert "--pool=solo" in worker.argv and "--concurrency=1" in worker.argv
         assert f"--hostname=worker{n}@%h" in worker.argv and "prefork" not in " ".join(worker.argv)

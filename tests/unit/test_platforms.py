@@ -49,11 +49,11 @@ def test_worker_command_on_windows_has_solo_and_no_prefork() -> None:
     group = w.plan_group("windows", w.WorkerGroup(pool="prefork", concurrency=8))
     assert group.processes == 8 and group.per_process == 1
     command = w.worker_command(
-        ["python.exe", "launch"], "python419.tasks.celery_app", group, "info", "worker1@%h"
+        ["python.exe", "launch"], "python419.products.tasks.celery_app", group, "info", "worker1@%h"
     )
     # the plain celery command line, behind p419's launcher (what `p419 up` and `p419 worker` run)
     assert command[:2] == ["python.exe", "launch"]
-    assert command[2:6] == ["celery", "-A", "python419.tasks.celery_app", "worker"]
+    assert command[2:6] == ["celery", "-A", "python419.products.tasks.celery_app", "worker"]
     assert "--pool=solo" in command and "--concurrency=1" in command
     assert not any("prefork" in part for part in command)
     assert "--hostname=worker1@%h" in command

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from python419.tasks.retry_policy import BACKOFF_CAP, backoff, decide, gave_up
-from python419.telegram import TelegramError
+from python419.products.tasks.retry_policy import BACKOFF_CAP, backoff, decide, gave_up
+from python419.products.telegram import TelegramError
 
 SERVER = TelegramError("Internal Server Error", 500, retryable=True)
 RATE = TelegramError("Too Many Requests: retry after 7", 429, retryable=True, retry_after=7)

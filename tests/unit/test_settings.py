@@ -120,7 +120,7 @@ def test_importing_makes_no_app_and_reads_no_settings(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import celery._state as s, python419.tasks, python419.tasks.celery_app as m, python419.products.settings as st;"
+        "import celery._state as s, python419.products.tasks, python419.products.tasks.celery_app as m, python419.products.settings as st;"
         "assert s.default_app is None, 'an app was made at import';"
         "assert st.get_settings.cache_info().currsize == 0, 'settings were read at import';"
         "import os; assert not os.path.exists('.p419'), 'a folder was made at import';"

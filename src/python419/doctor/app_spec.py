@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from python419.platforms import CELERY_APP
+from python419.products import CELERY_APP
 
 DEFAULT_APP = CELERY_APP  # the bundled app's
 
@@ -22,7 +22,7 @@ def parse_app_spec(text: str) -> AppSpec:
     """Raises ValueError with a readable reason for anything `celery -A` could not import either."""
     module, sep, attr = text.strip().partition(":")
     if not module:
-        raise ValueError("expected MODULE or MODULE:attr, e.g. python419.tasks.celery_app")
+        raise ValueError("expected MODULE or MODULE:attr, e.g. python419.products.tasks.celery_app")
     if not all(part.isidentifier() for part in module.split(".")):
         raise ValueError(f"{module!r} is not a dotted module name")
     if sep and not all(part.isidentifier() for part in attr.split(".")):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from python419.telegram import redact as redact_bot_paths
+from python419.products.telegram import redact as redact_bot_paths
 
 OUR_PREFIXES = ("REDIS_", "TELEGRAM_", "P419_")
 SECRET_WORDS = ("TOKEN", "PASSWORD", "PASS", "SECRET")

@@ -21,14 +21,12 @@ import httpx
 
 from python419.doctor.context import Context
 from python419.doctor.model import AppChecks, Check, Outcome, failed, passed, warned
+from python419.products import TASK_NAME  # the wire name every worker must know (no Celery imported)
 from python419.products.settings import ProductSettings
+from python419.products.store import Notification, Store
+from python419.products.telegram import TelegramClient, TelegramError, token_looks_valid
 from python419.settings import ENV_NAMES, Settings, env_names
-from python419.store import Notification, Store
-from python419.telegram import TelegramClient, TelegramError, token_looks_valid
 
-# The wire name every worker must know; python419.tasks.celery_app.TASK_NAME (not imported: that module imports
-# Celery, which the doctor imports only when it asks the workers).
-TASK_NAME = "tasks.notifications.send_tg_notification"
 TASK_MODULE = TASK_NAME.rsplit(".", 1)[0]  # Celery names a task module.function by default
 LEGACY_QUEUE = "celery"
 
@@ -186,7 +184,7 @@ def stack_queues(settings: Settings | None) -> tuple[str, ...]:
     producer sends."""
     if not isinstance(settings, ProductSettings):
         return (LEGACY_QUEUE,)
-    from python419.tasks.queues import queue_name
+    from python419.products.tasks.queues import queue_name
 
     return (queue_name(settings), LEGACY_QUEUE)
 

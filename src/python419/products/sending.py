@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from python419.broker import broker_ping
 from python419.products.settings import ProductSettings
+from python419.products.telegram import TelegramError
 from python419.redis_server import redis_install_hint
-from python419.telegram import TelegramError
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,13 @@ def send(
 ) -> SendOutcome:
     started = time.perf_counter()
     if direct:
-        from python419.tasks.notifications import deliver
+        from python419.products.tasks.notifications import deliver
 
         try:
             return _describe(deliver(settings, name, product_id), time.perf_counter() - started)
         except TelegramError as exc:
             return SendOutcome(False, f"failed: {exc}")
-    from python419.tasks.celery_app import get_app, get_target
+    from python419.products.tasks.celery_app import get_app, get_target
 
     target = get_target()  # a running stack's broker, else the settings'
     try:
@@ -48,7 +48,7 @@ def send(
         return SendOutcome(False, f"broker unreachable at {target.safe} ({exc}); {hint}")
     get_app()  # the task below is a shared task: it goes through this process's app
 
-    from python419.tasks.notifications import send_tg_notification
+    from python419.products.tasks.notifications import send_tg_notification
 
     try:
         result = send_tg_notification.apply_async(args=(name, product_id), retry=False)

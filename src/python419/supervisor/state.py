@@ -60,7 +60,7 @@ class UpLock:
         data_dir = self.run_dir.parent
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StateError(
                 f"cannot write to the data dir {data_dir} ({exc.strerror or exc}): p419 up needs a writable "

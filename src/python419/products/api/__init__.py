@@ -1,6 +1,6 @@
-"""The products API. `uvicorn python419.api:app`."""
+"""The products API. `uvicorn python419.products.api:app`."""
 
-from python419.api.app import create_app
+from python419.products.api.app import create_app
 
 app = create_app()
 

@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Route
 
 from python419 import __version__
-from python419.api.health import health
-from python419.api.limits import MAX_BODY_BYTES, BodySizeLimit
-from python419.api.schemas import (
+from python419.products.api.health import health
+from python419.products.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from python419.products.api.schemas import (
     ErrorOut,
     NotificationOut,
     ProductCreated,
@@ -27,9 +27,9 @@ from python419.api.schemas import (
     UnprocessableOut,
 )
 from python419.products.settings import get_settings
-from python419.store import IdempotencyConflict, Store, WriteBusy, open_store
-from python419.tasks.celery_app import get_app
-from python419.tasks.outbox import Relay
+from python419.products.store import IdempotencyConflict, Store, WriteBusy, open_store
+from python419.products.tasks.celery_app import get_app
+from python419.products.tasks.outbox import Relay
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER range: larger ids or offsets would overflow, not 404
 

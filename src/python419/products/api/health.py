@@ -7,10 +7,10 @@ from typing import Any
 
 from python419.broker import broker_ping
 from python419.products.settings import ProductSettings
+from python419.products.store import Store
+from python419.products.tasks import heartbeat
+from python419.products.tasks.celery_app import get_target
 from python419.runfiles import read_state
-from python419.store import Store
-from python419.tasks import heartbeat
-from python419.tasks.celery_app import get_target
 
 
 def _timed(check: Any) -> dict[str, Any]:

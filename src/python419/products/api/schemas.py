@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from python419.store import Notification, Product, Status
+from python419.products.store import Notification, Product, Status
 
 
 class ProductIn(BaseModel):

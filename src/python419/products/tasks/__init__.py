@@ -6,7 +6,7 @@ No autodiscovery that can silently find nothing, and no cycle: the write-up's "R
 cannot happen. Importing makes no app and reads no settings; `celery_app.get_app()` does, on first use.
 """
 
-from python419.tasks import (
+from python419.products.tasks import (
     notifications,  # noqa: I001
     worker_hooks,
 )

@@ -1,7 +1,7 @@
 """The bundled app's Celery app, configured with what the write-up arrived at, for Redis or the embedded broker.
 
 Nothing happens at import: the app is made on first use (`get_app()`, or the module attributes `app` /
-`celery_app` that `celery -A python419.tasks.celery_app` looks up), from the settings and the broker that
+`celery_app` that `celery -A python419.products.tasks.celery_app` looks up), from the settings and the broker that
 `python419.broker.runtime_target` picks for this process.
 """
 
@@ -14,18 +14,17 @@ from typing import Any
 from celery import Celery
 
 from python419.broker import BrokerTarget, make_embedded_folders, runtime_target
+from python419.products import TASK_NAME
 from python419.products.settings import ProductSettings, get_settings
-from python419.tasks.embedded import RESULT_MAX_AGE
-from python419.tasks.queues import celery_queues, queue_name
+from python419.products.tasks.embedded import RESULT_MAX_AGE
+from python419.products.tasks.queues import celery_queues, queue_name
 from python419.workers import choose_pool
-
-TASK_NAME = "tasks.notifications.send_tg_notification"  # wire name of the original project: keep it
 
 
 def celery_config(settings: ProductSettings, target: BrokerTarget) -> dict[str, Any]:
     """The write-up's settings. p419 chooses the pool once, in the plan, and puts it on the worker's command
     line (which wins over any config); `worker_pool` here is only the default for a worker typed by hand
-    (`celery -A python419.tasks.celery_app worker` on Windows must not fork), as the write-up advises."""
+    (`celery -A python419.products.tasks.celery_app worker` on Windows must not fork), as the write-up advises."""
     config: dict[str, Any] = {
         "broker_url": target.url,
         "result_backend": target.result_backend,
@@ -66,7 +65,7 @@ def celery_config(settings: ProductSettings, target: BrokerTarget) -> dict[str, 
 
 def create_app(settings: ProductSettings, target: BrokerTarget) -> Celery:
     """The app with its task registered in a straight line: app, then the tasks module (no autodiscovery)."""
-    from python419.tasks import notifications  # noqa: F401  (defines the task: registered on finalize)
+    from python419.products.tasks import notifications  # noqa: F401  (defines the task: registered on finalize)
 
     if target.kind == "embedded":
         make_embedded_folders(target)
@@ -96,7 +95,7 @@ def get_app() -> Celery:
 
 
 def __getattr__(name: str) -> Any:
-    # `celery -A python419.tasks.celery_app` finds the app under either name, made only when asked for.
+    # `celery -A python419.products.tasks.celery_app` finds the app under either name, made only when asked for.
     if name in ("app", "celery_app"):
         return get_app()
     raise AttributeError(name)

@@ -9,11 +9,11 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
+from python419.products import TASK_NAME
 from python419.products.settings import ProductSettings, get_settings
-from python419.store import Status, Store, open_store
-from python419.tasks.celery_app import TASK_NAME
-from python419.tasks.retry_policy import decide, gave_up
-from python419.telegram import TelegramError, product_message, shared_client
+from python419.products.store import Status, Store, open_store
+from python419.products.tasks.retry_policy import decide, gave_up
+from python419.products.telegram import TelegramError, product_message, shared_client
 
 log = logging.getLogger(__name__)
 

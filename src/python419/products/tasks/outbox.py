@@ -9,11 +9,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from python419.products import TASK_NAME
 from python419.products.settings import ProductSettings
-from python419.store import Notification, Store
-from python419.tasks.celery_app import TASK_NAME, get_app, get_target
-from python419.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
-from python419.tasks.queues import queue_name, waiting_messages
+from python419.products.store import Notification, Store
+from python419.products.tasks.celery_app import get_app, get_target
+from python419.products.tasks.embedded import clean_processed, clean_results, clean_stale_control_messages
+from python419.products.tasks.queues import queue_name, waiting_messages
 
 log = logging.getLogger(__name__)
 

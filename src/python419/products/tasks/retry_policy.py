@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from python419.telegram import TelegramError
+from python419.products.telegram import TelegramError
 
 BACKOFF_CAP = 300.0  # 5 min between attempts at most, well under Redis's visibility timeout (1 h)
 

@@ -12,10 +12,10 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from python419.products.settings import ProductSettings, get_settings
-from python419.store import open_store
-from python419.tasks.heartbeat import Heartbeat, folder_for
-from python419.tasks.outbox import Sweeper
-from python419.telegram import shared_client
+from python419.products.store import open_store
+from python419.products.tasks.heartbeat import Heartbeat, folder_for
+from python419.products.tasks.outbox import Sweeper
+from python419.products.telegram import shared_client
 
 log = logging.getLogger(__name__)
 

@@ -67,8 +67,32 @@ def orphan_guard(platform: Platform) -> Literal["job-object", "pdeathsig", "watc
     return {"windows": "job-object", "linux": "pdeathsig", "macos": "watchdog"}[platform]  # type: ignore[return-value]
 
 
+# --- the one table of stops -------------------------------------------------------------------------------
+# Which signals stop the stack on each OS, and `p419 up`'s exit status after that orderly stop: Ctrl+C (SIGINT)
+# 130 and a closed terminal (SIGHUP) 129, as shells and honcho report them; SIGTERM (a service manager), SIGBREAK
+# (a closed console on Windows) and `p419 down` 0.
+STACK_STOPS: tuple[tuple[str, int, tuple[Platform, ...]], ...] = (
+    ("SIGINT", 130, PLATFORMS),
+    ("SIGTERM", 0, ("linux", "macos")),
+    ("SIGHUP", 129, ("linux", "macos")),
+    ("SIGBREAK", 0, ("windows",)),
+)
+# A child's exit status that means it stopped because we asked it to: 0, death by our SIGTERM (uvicorn re-raises
+# SIGTERM after its graceful shutdown: -15; through a shell or the guard, 128+15), or Windows'
+# STATUS_CONTROL_C_EXIT for a console program ended by CTRL_BREAK without a handler.
+STATUS_CONTROL_C_EXIT = 0xC000013A
+CLEAN_STOP_CODES = frozenset({0, -int(signal.SIGTERM), 128 + int(signal.SIGTERM), STATUS_CONTROL_C_EXIT})
+
+
 def supervisor_stop_signals(platform: Platform) -> list[str]:
     """Signal names that mean 'stop the stack' for the supervisor itself."""
-    if platform == "windows":
-        return ["SIGINT", "SIGBREAK"]
-    return ["SIGINT", "SIGTERM", "SIGHUP"]
+    return [name for name, _, where in STACK_STOPS if platform in where]
+
+
+def stop_exit_code(signal_name: str | None) -> int:
+    """`p419 up`'s exit status after an orderly stop on `signal_name` (None: `p419 down`)."""
+    return next((code for name, code, _ in STACK_STOPS if name == signal_name), 0)
+
+
+def stopped_cleanly(code: int | None) -> bool:
+    return code in CLEAN_STOP_CODES

@@ -28,9 +28,10 @@ import pytest
 import redis
 from rich.console import Console
 
+from python419.platforms import stop_exit_code, stopped_cleanly
 from python419.runfiles import read_state
 from python419.supervisor import events as ev
-from python419.supervisor.manager import IDLE_POLL, Manager, stop_exit_code, stopped_cleanly
+from python419.supervisor.manager import IDLE_POLL, Manager
 from python419.supervisor.orphans import pdeathsig_for
 from python419.supervisor.plan import ChildSpec
 from python419.supervisor.printer import Printer, describe

@@ -14,13 +14,13 @@ fixed 50 ms tick 21.9 wake-ups/s and 0.30 % CPU; now 4.0/s and 0.05-0.10 %; honc
 from __future__ import annotations
 
 import queue
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from python419.launch.contract import CONFIG_EXIT, REFUSED_EXIT, SAYS
+from python419.platforms import stopped_cleanly
 from python419.supervisor import events as ev
 from python419.supervisor.plan import STOP_WAVES, ChildSpec, Plan
 from python419.supervisor.process import WAKE, Child
@@ -34,23 +34,7 @@ STOP_POLL = 0.05  # while stopping, exits are expected any moment: notice them q
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to hand back each child's exit status
 MIN_WAIT = 0.001
 
-# Exit statuses of a child that stopped because we asked it to: 0, or death by our SIGTERM (uvicorn re-raises
-# SIGTERM after its graceful shutdown, so a clean API stop is -15; through a shell or the guard, 128+15), or
-# Windows' STATUS_CONTROL_C_EXIT for a console program ended by CTRL_BREAK without a handler.
-STATUS_CONTROL_C_EXIT = 0xC000013A
-CLEAN_STOP_CODES = frozenset({0, -int(signal.SIGTERM), 128 + int(signal.SIGTERM), STATUS_CONTROL_C_EXIT})
-
 Lines = queue.SimpleQueue[tuple[str, str]] | queue.Queue[tuple[str, str]]
-
-
-def stopped_cleanly(code: int | None) -> bool:
-    return code in CLEAN_STOP_CODES
-
-
-def stop_exit_code(signal_name: str | None) -> int:
-    """`p419 up`'s exit status after an orderly stop: Ctrl+C (SIGINT) 130 and a closed terminal (SIGHUP) 129,
-    as shells and honcho report them; SIGTERM (a service manager), SIGBREAK and `p419 down` (None) 0."""
-    return {"SIGINT": 130, "SIGHUP": 129}.get(signal_name or "", 0)
 
 
 @dataclass

@@ -19,14 +19,14 @@ import python419
 from python419.addresses import is_local_url, safe_url, with_parts
 from python419.broker import make_embedded_folders
 from python419.interpreter import InterpreterError, ProjectPython, project_python, require
-from python419.platforms import Platform, detect_platform, supervisor_stop_signals
+from python419.platforms import Platform, detect_platform, stop_exit_code, supervisor_stop_signals
 from python419.ports import held_port_message
 from python419.project import Project
 from python419.redis_server import generated_password, redis_binary, redis_status, write_redis_config
 from python419.runfiles import STOP_FILE, remove_redis_url, stack_id, take_restart_requests, write_redis_url
 from python419.settings import Settings
 from python419.supervisor import events as ev
-from python419.supervisor.manager import Manager, stop_exit_code
+from python419.supervisor.manager import Manager
 from python419.supervisor.notify import systemd_notifier
 from python419.supervisor.orphans import JobObject
 from python419.supervisor.plan import (

@@ -76,6 +76,21 @@ class WorkerGroupConfig(_Strict):
         return [q.strip() for q in value.split(",") if q.strip()] if isinstance(value, str) else value
 
 
+class StepConfig(_Strict):
+    """A one-shot step: run to completion after the broker is ready, before the servers (a migration)."""
+
+    name: str
+    command: str | list[str]
+    timeout: float = Field(default=300.0, gt=0, le=86400)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, - and _")
+        return value
+
+
 class ProjectConfig(_Strict):
     """`[tool.p419]` / p419.toml. Unknown keys are refused, so a typo is not silently ignored."""
 
@@ -95,6 +110,7 @@ class ProjectConfig(_Strict):
     reload: bool = False
     # A Redis that p419 starts gets a generated password (kept in the data dir) instead of the URL's own.
     redis_password: bool = False
+    steps: list[StepConfig] = Field(default_factory=list)
 
     @field_validator("broker")
     @classmethod
@@ -116,7 +132,14 @@ class ConfigSource:
     config: ProjectConfig
 
 
-BRANCHES = {"int", "str", "float", "bool", "WorkerGroupConfig"}  # how pydantic names a union's branches
+BRANCHES = {
+    "int",
+    "str",
+    "float",
+    "bool",
+    "WorkerGroupConfig",
+    "StepConfig",
+}  # how pydantic names a union's branches
 # What a key takes, said when none of its forms fits (a union: pydantic would list one error per branch).
 FORMS = {"workers": "must be a number of processes (workers = 2) or [[workers]] tables"}
 
@@ -226,6 +249,13 @@ def find_config(start: Path) -> ConfigSource | None:
 
 
 @dataclass(frozen=True)
+class Step:
+    name: str
+    command: tuple[str, ...]
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
 class Flags:
     """What `p419 up` (and the other verbs) were given on the command line; None = not given."""
 
@@ -248,7 +278,7 @@ class Flags:
     demo: bool = False  # the bundled products app, whatever the folder holds
 
 
-ONLY_CHOICES = ("api", "workers", "beat", "flower")
+ONLY_CHOICES = ("api", "workers", "beat", "flower", "steps")
 
 
 @dataclass(frozen=True)
@@ -272,6 +302,7 @@ class Project:
     flower: bool = False
     only: tuple[str, ...] | None = None
     redis_password: bool = False  # generate a password for the Redis that p419 starts
+    steps: tuple[Step, ...] = ()  # one-shot commands, in order, before the servers start
     python_flag: str | None = None  # --python
     python_config: str | None = None  # python = "..." in the config file
 
@@ -390,12 +421,25 @@ def resolve_project(
         beat=bool(flags.beat if flags.beat is not None else config.beat),
         flower=bool(flags.flower if flags.flower is not None else config.flower),
         only=_only(flags.only),
+        steps=_steps(config.steps),
         redis_password=bool(
             flags.redis_password if flags.redis_password is not None else config.redis_password
         ),
         python_flag=flags.python,
         python_config=config.python,
     )
+
+
+def _steps(configs: list[StepConfig]) -> tuple[Step, ...]:
+    names = [c.name for c in configs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ProjectError(f"steps: two steps are named {twice[0]!r}; give each step its own name")
+    made = tuple(Step(c.name, _command(c.command) or (), c.timeout) for c in configs)
+    empty = [s.name for s in made if not s.command]
+    if empty:
+        raise ProjectError(f"steps: step {empty[0]!r} has an empty command")
+    return made
 
 
 def _only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -976,13 +976,28 @@ def from_services(
     names = set(services) if hosts is None else hosts
     env: dict[str, str] = {}
     env_files: list[str] = []
+
+    def read_env(service: Mapping[str, Any]) -> None:
+        env.update({k: loopback_urls(v, names) for k, v in _environment(service).items()})
+        for path in _env_file_paths(service):
+            if path not in env_files:
+                env_files.append(path)
+
     groups: list[dict[str, Any]] = []
     seen: list[str] = []
     read: list[Service] = []
+    steps: list[dict[str, Any]] = []
+    once = completed_first(services)
     for name, raw in services.items():
         service = raw if isinstance(raw, dict) else {}
         image = str(service.get("image") or "")
         item = read_service(str(name), service, root)
+        if item.thing is None and service.get("command") and (name in once or _runs_once(service)):
+            once_argv = _argv(service.get("command")) or []
+            steps.append({"name": _step_name(str(name), steps), "command": api_command_line(once_argv)})
+            found.lines.append(f"{name}: runs once ({' '.join(once_argv)}) → [[steps]]")
+            read_env(service)
+            continue
         if item.thing is None:
             kind = image.split(":", 1)[0].rsplit("/", 1)[-1]
             if kind in REDIS_IMAGES:
@@ -994,10 +1009,10 @@ def from_services(
             seen.append(item.seen)
             continue
         read.append(item)
-        env.update({k: loopback_urls(v, names) for k, v in _environment(service).items()})
-        for path in _env_file_paths(service):
-            if path not in env_files:
-                env_files.append(path)
+        read_env(service)
+        for before in steps_before(service.get("command")):
+            steps.append({"name": _step_name(before[0], steps), "command": api_command_line(before)})
+            found.lines.append(f"{name}: `{' '.join(before)}` before the server → [[steps]]")
     if not read:
         raise NothingToRun(source, seen, found)
 
@@ -1118,9 +1133,56 @@ def from_services(
         found.config["env_files"] = env_files
     if groups:
         found.config["workers"] = groups
+    if steps:
+        found.config["steps"] = steps
     if "celery" not in found.config:
         found.left.append('no celery -A APP found: set celery = "MODULE[:ATTR]" by hand')
     return found
+
+
+# Shell commands before a server's that set the scene rather than do work: not steps.
+_SCENERY = {"cd", "export", "echo", "set", "sleep", "true", ":", "wait-for-it", "wait-for-it.sh", "dockerize"}
+
+
+def steps_before(command: Any) -> list[list[str]]:
+    """`sh -c "alembic upgrade head && uvicorn main:app"`: the work done before the server (`alembic upgrade
+    head`), each a one-shot step; scene-setting (`cd`, `export`, waiting for a port) is left out."""
+    argv = _argv(command) or []
+    if len(argv) >= 3 and PurePosixPath(argv[0]).name in SHELLS and "-c" in argv[1:-1]:
+        script = argv[argv.index("-c") + 1]  # sh -c "a && b": the script
+    elif isinstance(command, str):
+        script = command
+    else:
+        return []
+    commands = shell_commands(script) or []
+    return [argv for argv in commands[:-1] if PurePosixPath(argv[0]).name not in _SCENERY]
+
+
+def completed_first(services: Mapping[str, Any]) -> set[str]:
+    """Services others wait for with `condition: service_completed_successfully`: they run once, first."""
+    once: set[str] = set()
+    for raw in services.values():
+        depends = raw.get("depends_on") if isinstance(raw, dict) else None
+        if isinstance(depends, dict):
+            once |= {
+                str(n)
+                for n, c in depends.items()
+                if isinstance(c, dict) and c.get("condition") == "service_completed_successfully"
+            }
+    return once
+
+
+def _runs_once(service: Mapping[str, Any]) -> bool:
+    return str(service.get("restart", "")).strip().strip("\"'") == "no"
+
+
+def _step_name(base: str, steps: list[dict[str, Any]]) -> str:
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in PurePosixPath(base).name) or "step"
+    taken = {s["name"] for s in steps}
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
 
 
 def _group_name(service: str, groups: list[dict[str, Any]]) -> str:
@@ -1231,7 +1293,7 @@ def render(config: dict[str, Any]) -> str:
     document = tomlkit.document()
     document.add(tomlkit.comment("Written by p419 init; see `p419 up --dry-run` for what it runs."))
     for key, value in config.items():
-        if key == "workers":
+        if key in ("workers", "steps"):
             array = tomlkit.aot()
             for group in value:
                 array.append(tomlkit.item(group))

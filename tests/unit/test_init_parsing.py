@@ -554,3 +554,44 @@ def test_code_mounted_from_outside_the_compose_folder(tmp_path: Path) -> None:
     found = from_services(services, "docker/compose.yaml", tmp_path / "docker")
     assert found.config["app_dir"] == "../backend" and found.config["api"] == "main:app"
     assert found.config["celery"] == "tasks" and not found.left
+
+
+def test_one_shot_steps_from_what_compose_files_do(tmp_path: Path) -> None:
+    """The work a server's shell line does first (`alembic upgrade head && uvicorn ...`), and a service that
+    runs once (`restart: "no"`, or others wait for it to complete), become [[steps]], in order."""
+    (tmp_path / "main.py").write_text("app = None\n")
+    (tmp_path / "worker.py").write_text("celery = None\n")
+    services = {
+        "seed": {"command": ["python", "-m", "seed"], "restart": "no"},
+        "migrate": {"command": "python manage.py migrate"},
+        "web": {
+            "command": 'sh -c "cd /app && export X=1 && alembic upgrade head && uvicorn main:app --host 0.0.0.0"',
+            "depends_on": {
+                "migrate": {"condition": "service_completed_successfully"},
+                "redis": {"condition": "service_started"},
+            },
+        },
+        "worker": {"command": "celery -A worker.celery worker"},
+        "redis": {"image": "redis:7"},
+    }
+    found = from_services(services, "docker-compose.yml", tmp_path)
+    assert found.config["steps"] == [
+        {"name": "seed", "command": "python -m seed"},
+        {"name": "migrate", "command": "python manage.py migrate"},
+        {"name": "alembic", "command": "alembic upgrade head"},
+    ]
+    assert found.config["api"] == "main:app" and found.config["celery"] == "worker.celery"
+    assert "web: `alembic upgrade head` before the server → [[steps]]" in found.lines
+    # written as [[steps]] tables, and read back as the plan runs them
+    import yaml
+
+    from python419.project import load_project
+
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump({"services": services}, sort_keys=False))
+    init_project(tmp_path)
+    project = load_project(cwd=tmp_path, environ={})
+    assert [(s.name, s.command) for s in project.steps] == [
+        ("seed", ("python", "-m", "seed")),
+        ("migrate", ("python", "manage.py", "migrate")),
+        ("alembic", ("alembic", "upgrade", "head")),
+    ]

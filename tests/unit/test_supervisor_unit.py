@@ -140,8 +140,8 @@ class World:
         self.probed.append((spec.name, self.clock.now))
         return self.answers.get(spec.name, spec.name not in self.unready)
 
-    def manager(self, tmp_path: Path, **kw: object) -> Manager:
-        plan = plan_for("linux", tmp_path, Flags(workers=2))
+    def manager(self, tmp_path: Path, config: dict | None = None, **kw: object) -> Manager:
+        plan = plan_for("linux", tmp_path, Flags(workers=2), config=config)
         return Manager(
             plan,
             self.factory,
@@ -195,6 +195,68 @@ def test_an_api_that_answers_5xx_is_ready_with_a_warning_and_the_stack_stays(tmp
     assert api.warning and "500 on /" in api.warning
     assert world.of(ev.StackReady) and all(e.expected for e in world.of(ev.Exited))
     assert "api ready in" in describe(api)[0] and "500" in describe(api)[0]
+
+
+STEPS = {
+    "api": "main:app",
+    "celery": "worker.celery",
+    "steps": [
+        {"name": "migrate", "command": "alembic upgrade head"},
+        {"name": "seed", "command": "python -m seed", "timeout": 5},
+    ],
+}
+
+
+def step_world(**runs: float | int) -> World:
+    """A world whose steps finish after `runs[name]` seconds (exit 0), or exit with an int code at once."""
+    world = World()
+
+    class StepChild(FakeChild):
+        def __init__(self, spec: ChildSpec, w: World) -> None:
+            super().__init__(spec, w)
+            if spec.kind == "step":
+                outcome = runs.get(spec.name, 0.0)
+                if isinstance(outcome, int) and not isinstance(outcome, bool):
+                    self.code = outcome
+                else:
+                    self.stops_at = w.clock.now + float(outcome)
+
+    world.new_child = lambda spec: StepChild(spec, world)  # type: ignore[method-assign]
+    return world
+
+
+def test_steps_run_in_order_after_the_broker_and_before_the_rest(tmp_path: Path) -> None:
+    world = step_world(migrate=1.0, seed=0.5)
+    manager = world.manager(tmp_path, STEPS)
+    manager.stop_requested = lambda: manager.stack_ready
+    assert manager.run() == 0
+    starts = {name: at for kind, name, at in world.log if kind == "start"}
+    assert starts["redis"] == 0.0
+    assert 0.0 < starts["migrate"] < starts["seed"] < starts["api"] == starts["worker1"] == starts["worker2"]
+    assert starts["seed"] >= starts["migrate"] + 1.0 and starts["api"] >= starts["seed"] + 0.5
+    assert [e.name for e in world.of(ev.StepDone)] == ["migrate", "seed"]
+    assert "seed" not in [n for kind, n, _ in world.log if kind in ("stop", "kill")]  # done: nothing to stop
+
+
+def test_a_failing_step_stops_the_start_with_its_last_lines(tmp_path: Path) -> None:
+    world = step_world(migrate=3)
+    manager = world.manager(tmp_path, STEPS)
+    assert manager.run() == 1
+    [failed] = world.of(ev.Failed)
+    assert failed.name == "migrate" and failed.reason == "exited with code 3"
+    started = {name for kind, name, _ in world.log if kind == "start"}
+    assert started == {"redis", "migrate"}  # neither seed nor the servers
+
+
+def test_a_hanging_step_is_killed_after_its_timeout(tmp_path: Path) -> None:
+    world = step_world(migrate=0.1, seed=999.0)
+    manager = world.manager(tmp_path, STEPS)
+    assert manager.run() == 1
+    [failed] = world.of(ev.Failed)
+    assert failed.name == "seed" and "did not finish within 5s" in failed.reason
+    kill = next(at for kind, name, at in world.log if kind == "kill" and name == "seed")
+    start = next(at for kind, name, at in world.log if kind == "start" and name == "seed")
+    assert 5.0 <= kill - start <= 5.1
 
 
 def test_redis_is_probed_only_once_it_says_it_is_ready_and_then_at_once(tmp_path: Path) -> None:
@@ -471,6 +533,7 @@ def test_describe_covers_every_event() -> None:
         ev.Restarting("api", 1, 2),
         ev.Failed("api", "gave up"),
         ev.GaveUp("worker1", "could not start"),
+        ev.StepDone("migrate", 0.4),
         ev.Stopping("Ctrl+C"),
         ev.Note("hello"),
     ]

@@ -50,6 +50,14 @@ class Restarting:
 
 
 @dataclass(frozen=True)
+class StepDone:
+    """A one-shot step ran to completion (exit 0)."""
+
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class GaveUp:
     """A child that cannot start was given up; the rest of the stack runs on (`p419 restart NAME` or a
     --reload save brings it back). `tail` is its last log lines."""
@@ -103,6 +111,7 @@ Event = (
     | StackReady
     | Exited
     | GaveUp
+    | StepDone
     | Restarting
     | Failed
     | Stopping

@@ -88,6 +88,7 @@ class Manager:
         self._restarts: queue.SimpleQueue[tuple[tuple[str, ...], str]] = queue.SimpleQueue()
         self.grace, self.ready_timeout, self.idle_poll = grace, ready_timeout, idle_poll
         self.states = {spec.name: ChildState(spec) for spec in plan.children}
+        self.steps = {spec.name: ChildState(spec) for spec in plan.steps}  # one-shot, run before the rest
         self._stop_reason: str | None = None
         self._stop_code = 0
         self._force = False
@@ -135,9 +136,19 @@ class Manager:
 
     def _run(self) -> int:
         began = self.clock()
-        for state in self.states.values():
+        # With one-shot steps: the broker first, then each step to completion, then the rest, in parallel.
+        first = [s for s in self.states.values() if not self.steps or s.spec.kind == "redis"]
+        for state in first:
             if not self._start(state):
                 return self._shutdown(1, f"{state.spec.name} could not start")
+        if self.steps:
+            failure = self._run_steps(began, first)
+            if failure:
+                return self._shutdown(self._stop_code if self._stop_reason else 1, failure)
+            began = self.clock()  # --ready-timeout is the servers' own: a long migration does not eat it
+            for state in self.states.values():
+                if state.child is None and not self._start(state):
+                    return self._shutdown(1, f"{state.spec.name} could not start")
         while True:
             self._wait(self._next_deadline(began), self.idle_poll)
             if self._stop_reason is None and self.stop_requested():
@@ -160,6 +171,59 @@ class Manager:
                     ev.Failed(late.spec.name, f"not ready after {self.ready_timeout:g}s", tuple(late.tail))
                 )
                 return self._shutdown(1, f"{late.spec.name} never got ready")
+
+    # --- one-shot steps ------------------------------------------------------------------------------------
+
+    def _run_steps(self, began: float, first: list[ChildState]) -> str | None:
+        """Wait for the broker, then run each step to completion, in order. Returns why the start must stop."""
+        while not all(s.ready for s in first):
+            failure = self._between(began)
+            if failure:
+                return failure
+            for state in first:
+                failure = self._check_exit(state, self.clock())
+                if failure:
+                    state.restart_at = float("inf")
+                    return failure
+            self._probe_readiness(self.clock(), began)
+            if self.clock() - began > self.ready_timeout:
+                late = next(s for s in first if not s.ready)
+                self._emit(
+                    ev.Failed(late.spec.name, f"not ready after {self.ready_timeout:g}s", tuple(late.tail))
+                )
+                return f"{late.spec.name} never got ready"
+        for step in self.steps.values():
+            if not self._start(step):
+                return f"step {step.spec.name} could not start"
+            assert step.child is not None and step.spec.timeout is not None
+            deadline = step.started_at + step.spec.timeout
+            while (code := step.child.poll()) is None:
+                failure = self._between(began, deadline)
+                if failure:
+                    step.child.kill_tree()
+                    step.restart_at = float("inf")
+                    return failure
+                if self.clock() >= deadline:
+                    step.child.kill_tree()
+                    self._drain()
+                    step.restart_at = float("inf")
+                    why = f"did not finish within {step.spec.timeout:g}s: killed with its processes"
+                    self._emit(ev.Failed(step.spec.name, why, tuple(step.tail)))
+                    return f"step {step.spec.name} {why}"
+            self._drain()
+            step.restart_at = float("inf")  # done: never restarted, never stopped
+            if code != 0:
+                self._emit(ev.Failed(step.spec.name, f"exited with code {code}", tuple(step.tail)))
+                return f"step {step.spec.name} failed"
+            self._emit(ev.StepDone(step.spec.name, self.clock() - step.started_at))
+        return None
+
+    def _between(self, began: float, until: float | None = None) -> str | None:
+        """One wait of the start-up phase; a stop asked for meanwhile ends it."""
+        self._wait(until if until is not None else self._next_deadline(began), STOP_POLL)
+        if self._stop_reason is None and self.stop_requested():
+            self._stop_reason = "p419 down"
+        return self._stop_reason
 
     # --- restarts asked for (p419 restart NAME, --reload) ----------------------------------------------
 
@@ -399,7 +463,7 @@ class Manager:
     def _line(self, name: str, line: str) -> int:
         if (name, line) == WAKE:
             return 0
-        state = self.states.get(name)
+        state = self.states.get(name) or self.steps.get(name)
         if state is not None:
             state.tail.append(line)
             if state.awaiting_line and state.spec.ready is not None and state.spec.ready.said_by(line):

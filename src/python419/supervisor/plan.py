@@ -27,7 +27,7 @@ from python419.redis_server import REDIS_READY_LINE, redis_address, redis_argv, 
 from python419.settings import BrokerMode, Settings
 from python419.workers import plan_group, worker_command
 
-Kind = Literal["redis", "api", "worker", "beat", "flower"]
+Kind = Literal["redis", "step", "api", "worker", "beat", "flower"]
 ReadyKind = Literal["http", "tcp", "file"]
 
 # Stop order, in waves: everything that uses the broker stops together (workers warmly: each finishes the task in
@@ -80,6 +80,7 @@ class ChildSpec:
     shutdown_url: str | None = None  # a Redis we started: stopped by its SHUTDOWN command, then the signal
     group: str | None = None  # the worker group
     private: bool = False  # what it writes is its owner's only (umask 077): Redis and the bundled app
+    timeout: float | None = None  # a one-shot step: killed with its tree after this long
 
     @property
     def watchdog(self) -> bool:
@@ -112,6 +113,8 @@ class Plan:
     run_dir: Path
     logs_dir: Path
     python_line: str = ""  # which interpreter runs the children, why, and what it has
+    steps: list[ChildSpec] = field(default_factory=list)  # one-shot, in order, once the broker is ready
+    python: str = ""  # the project's interpreter
 
     def by_kind(self, kind: Kind) -> list[ChildSpec]:
         return [c for c in self.children if c.kind == kind]
@@ -225,6 +228,16 @@ def build_plan(
             )
         )
 
+    steps: list[ChildSpec] = []
+    if only is None or "steps" in only:
+        for step in project.steps:
+            # `python ...` and {python}: the project's interpreter; other commands (alembic) from its
+            # environment's scripts first, as an activated virtualenv would find them (see child_environment).
+            argv = [filled(part, {"{python}": python}) for part in step.command]
+            if argv[0] in ("python", "python3"):
+                argv[0] = python
+            steps.append(ChildSpec(step.name, "step", argv, cwd=cwd, timeout=step.timeout))
+
     api_url = http_url(settings.api_host, settings.api_port)
     ready_url = http_url(probe_host(settings.api_host), settings.api_port) + project.ready_path
     if not wants("api"):
@@ -333,6 +346,8 @@ def build_plan(
         run_dir=run_dir,
         logs_dir=settings.logs_dir,
         python_line=python_line,
+        steps=steps,
+        python=python,
     )
 
 
@@ -402,6 +417,11 @@ def plan_lines(plan: Plan) -> list[str]:
             else []
         ),
     ]
+    for step in plan.steps:
+        lines.append(f"step {step.name}: {command_line(step.argv, plan.platform)}")
+        lines.append(
+            f"{' ' * (5 + len(step.name))}  once the broker is ready, before the rest; killed after {step.timeout:g}s"
+        )
     for child in plan.children:
         lines.append(f"{child.name}: {command_line(child.argv, plan.platform)}")
         pad = " " * len(child.name)

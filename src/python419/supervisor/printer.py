@@ -304,6 +304,8 @@ def describe(event: ev.Event) -> tuple[str | None, str | None]:
         case ev.Failed(name, reason, tail):
             more = ", last lines:" if tail else ""
             return f"{name} {reason}{more}", "bold red"
+        case ev.StepDone(name, seconds):
+            return f"step {name} done in {seconds:.2f}s", "green"
         case ev.GaveUp(name, reason, tail):
             more = ", last lines:" if tail else ""
             return f"{name} {reason}{more}", "bold red"

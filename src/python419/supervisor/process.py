@@ -106,6 +106,10 @@ def child_environment(plan: Plan, spec: ChildSpec, base: Mapping[str, str]) -> d
     env.update(base)
     env.update(plan.env)
     env.update(spec.env)
+    if plan.python and spec.kind != "redis":
+        # The project's environment's scripts first (alembic, hypercorn), as an activated virtualenv has them.
+        scripts = os.path.dirname(plan.python)
+        env["PATH"] = os.pathsep.join(p for p in (scripts, env.get("PATH", "")) if p)
     if spec.cwd is not None:
         # The app dir first on the import path, as `celery -A`/uvicorn expect when run from it.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(spec.cwd), base.get("PYTHONPATH", "")) if p)

@@ -175,6 +175,8 @@ class StateFile:
                 children[name]["state"] = f"restarting in {delay:g}s"
             case ev.GaveUp(name, _, _):
                 children[name]["state"] = "fatal"
+            case ev.StepDone(name, _):
+                children[name].update(state="done", code=0)
             case ev.StackReady():
                 self.data["ready"] = True
             case ev.Stopping():

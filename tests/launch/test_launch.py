@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -219,3 +220,55 @@ def test_sigterm_mid_task_lets_the_task_finish_and_an_idle_worker_stop_at_once(
             assert result.read_text() == "done"  # finished, not cut short
     finally:
         client.close()
+
+
+SLOW_APP = """
+import os, time
+from celery import Celery
+app = Celery("slowapp")
+
+@app.task(name="slow")
+def slow(path):
+    open(path + ".started", "w").close()
+    time.sleep(2)
+    with open(path, "w") as f:
+        f.write("done")
+"""
+
+
+def test_a_task_finished_during_a_warm_stop_is_acked_on_old_celery(pinned_venv: Path, tmp_path: Path) -> None:
+    """Celery 5.2.7 on the embedded broker: its synchronous loop checked for the stop before sending the ack
+    of the task that had just finished, so kombu put that message back and the next start ran it again. The
+    launcher sends pending acks first: after the warm stop the queue is empty."""
+    from python419.broker import embedded_target, make_embedded_folders
+
+    target = embedded_target(tmp_path / "broker")
+    make_embedded_folders(target)
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    python = str(pinned_venv / "bin" / "python")
+    argv = [*contract.launcher_argv(python), "celery", "-A", "slowapp", "worker", "--pool=solo"]
+    argv += ["--without-mingle", "--without-gossip", "--without-heartbeat", "-n", "old@%h"]
+    ready = tmp_path / "ready"
+    env = clean_environ() | target.child_env() | {contract.READY_FILE: str(ready), "PYTHONUNBUFFERED": "1"}
+    # as under p419 up: the supervisor's pid (the watchdog's thread; Celery < 5.3 aborts the task in hand on
+    # SIGTERM when the worker has no other thread)
+    env[contract.SUPERVISOR_PID] = str(os.getpid())
+    worker = spawn("old", argv, env, tmp_path, cwd=tmp_path)
+    client = Celery("c", broker=target.url, set_as_current=False)
+    client.conf.broker_transport_options = target.transport_options
+    try:
+        assert wait_until(ready.exists, 60), worker.output()
+        result = tmp_path / "result"
+        client.send_task("slow", args=[str(result)])
+        assert wait_until(Path(str(result) + ".started").exists, 30), worker.output()
+        worker.popen.send_signal(signal.SIGTERM)
+        assert worker.popen.wait(timeout=30) == 0, worker.output()
+        assert result.read_text() == "done"
+        assert "Restoring" not in worker.output(), worker.output()
+        assert not list((tmp_path / "broker" / "queue").glob("*.msg")), (
+            "the finished task went back in the queue"
+        )
+    finally:
+        client.close()
+        if worker.popen.poll() is None:
+            worker.popen.kill()

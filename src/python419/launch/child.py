@@ -179,17 +179,41 @@ def stop_at_once_when_idle() -> None:
 
     def wrap(sender: Any = None, **_: Any) -> None:
         celery_handler = signal.getsignal(signal.SIGTERM)
+        flush_acks(sender, state)
 
         def on_term(signum: int, frame: Any) -> None:
             if callable(celery_handler):
                 celery_handler(signum, frame)  # "Warm shutdown", worker_shutting_down, should_stop
             if not state.active_requests:
                 unblock_brpop(sender)
+                perform_pending(sender)  # a task that just finished: its ack goes out before we do
                 raise WorkerShutdown(0)  # Celery's own way out of its loop: a clean stop, exit code 0
 
         signal.signal(signal.SIGTERM, on_term)
 
     worker_ready.connect(wrap, weak=False)
+
+
+def perform_pending(consumer: Any) -> None:
+    with contextlib.suppress(Exception):  # only an ack that would otherwise wait is at stake
+        getattr(consumer, "perform_pending_operations", lambda: None)()
+
+
+def flush_acks(consumer: Any, state: Any) -> None:
+    """Celery < 5.5, on a transport without async I/O (the embedded broker): the synchronous loop sends a
+    finished task's ack at the top of its next turn, but checks for a warm stop first, so the ack of the task
+    that was finishing when the stop came never went out, and kombu put the message back: the next start ran
+    it again (the Wine lane found it with Celery 5.3.6; plain `celery worker` 5.2.7-5.4.0 do the same). The
+    check is made to send the pending acks first, as Celery 5.5 does."""
+    original = state.maybe_shutdown
+
+    def maybe_shutdown() -> None:
+        asked = [state.should_stop, state.should_terminate]  # an exit code, 0 included (Celery's own test)
+        if any(flag is not None and flag is not False for flag in asked):
+            perform_pending(consumer)
+        original()
+
+    state.maybe_shutdown = maybe_shutdown
 
 
 def unblock_brpop(consumer: Any) -> None:

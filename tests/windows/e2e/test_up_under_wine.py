@@ -1,72 +1,38 @@
 """`p419 up` as a Windows user runs it: the Windows CPython under Wine, driven from Linux.
 
 Run by scripts/test-windows (which exports P419_WINE and P419_WINE_PYTHON). The fake Bot API and the HTTP
-client are on the Linux side; the supervisor, the API and the workers are Windows processes. Wine's processes
-are Linux processes too, so "every child gone" is checked from /proc: each run tags its environment with a
-unique P419_WINE_RUN value, which every Windows child inherits.
+client are on the Linux side; the supervisor, the API and the workers are Windows processes (see wine.py for
+how they are driven and found in /proc).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from tests.conftest import clean_environ
 from tests.fake_telegram import FakeTelegram
-from tests.procs import free_port, wait_until
-
-WINE = os.environ.get("P419_WINE", "")
-WINE_PYTHON = os.environ.get("P419_WINE_PYTHON", "")
-READY = re.compile(r"^p419\s+\| ready in", re.M)
-# Wine is slow to start a process: about 3 s for python.exe, 8-30 s to ready (30 s on a busy 2-core machine).
-READY_TIMEOUT = 120  # p419 up gives up then; with the wait below it stays within pytest-timeout (180 s)
-
-
-def winpath(path: Path) -> str:
-    """A Linux path as the Windows side sees it (Wine maps / to Z:)."""
-    return "Z:" + str(path).replace("/", "\\")
+from tests.procs import wait_until
+from tests.windows.e2e.wine import WINE_PYTHON, WineUp, alive, require_wine
 
 
 @pytest.fixture(scope="module", autouse=True)
 def wine() -> None:
-    if not (WINE and WINE_PYTHON and Path(WINE_PYTHON).exists()):
-        pytest.fail(
-            "tests/windows/e2e needs the Windows interpreter under Wine: run bash scripts/test-windows"
-        )
+    require_wine(WINE_PYTHON)
 
 
-class WineUp:
-    """`p419 up --broker embedded` under Wine, its output read through a pipe (as Wine requires, and as CI,
-    a service wrapper or `> log` would give it on Windows)."""
+class BundledWineUp(WineUp):
+    """The bundled app under Wine, its Telegram messages going to the fake Bot API on the Linux side."""
 
     def __init__(self, tmp_path: Path, telegram: FakeTelegram, *args: str, grace: float = 5) -> None:
-        self.tmp_path, self.tag = tmp_path, uuid.uuid4().hex
-        self.api_port = free_port()
-        self.data_dir = tmp_path / "data"
         env = {
-            k: v
-            for k, v in clean_environ().items()
-            if k
-            not in ("PYTHONIOENCODING", "PYTHONUTF8", "PYTHONLEGACYWINDOWSSTDIO")  # the default code page
-        }
-        self.env = {
-            **env,
-            "P419_WINE_RUN": self.tag,
-            "P419_API_PORT": str(self.api_port),
-            "P419_DATA_DIR": winpath(self.data_dir),
             "TELEGRAM_BOT_TOKEN": telegram.token,
             "TELEGRAM_CHAT_ID": telegram.chat_id,
             "TELEGRAM_API_URL": telegram.url,
@@ -74,73 +40,7 @@ class WineUp:
             "P419_SWEEP_INTERVAL": "1",
             "P419_LEASE_SECONDS": "90",  # more than 3 x TELEGRAM_TIMEOUT (settings enforce it)
         }
-        self.lines: list[str] = []
-        self.log = tmp_path / "up.log"
-        self.proc = subprocess.Popen(
-            [WINE, WINE_PYTHON, "-m", "python419", "up", "--broker", "embedded", "--workers", "1"]
-            + ["--grace", str(grace), "--ready-timeout", str(READY_TIMEOUT), *args],
-            env=self.env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.log.open("w", encoding="utf-8") as log:
-            for raw in iter(self.proc.stdout.readline, b""):
-                try:  # what the supervisor writes to a pipe: UTF-8, or the ANSI code page (cp1252 here)
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    line = raw.decode("cp1252", errors="replace")
-                line = line.rstrip("\r\n")
-                self.lines.append(line)
-                log.write(line + "\n")
-                log.flush()
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_ready(self) -> None:
-        ok = wait_until(
-            lambda: READY.search(self.output()) or self.proc.poll() is not None, READY_TIMEOUT + 30
-        )
-        assert ok and self.proc.poll() is None, f"not ready:\n{self.output()[-4000:]}"
-
-    def assert_alive(self) -> None:
-        assert self.proc.poll() is None, f"the supervisor died:\n{self.output()[-4000:]}"
-
-    def p419(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [WINE, WINE_PYTHON, "-m", "python419", *args],
-            env=self.env,
-            cwd=self.tmp_path,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            encoding="cp1252",
-            errors="replace",
-        )
-
-    def windows_processes(self) -> list[psutil.Process]:
-        """This run's Windows Python processes (the supervisor and its descendants), as Linux sees them."""
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if (
-                    "python.exe" in " ".join(proc.cmdline())
-                    and proc.environ().get("P419_WINE_RUN") == self.tag
-                ):
-                    found.append(proc)
-            except psutil.Error:
-                pass
-        return found
-
-    def children(self) -> list[psutil.Process]:
-        return [p for p in self.windows_processes() if p.pid != self.proc.pid]
+        super().__init__(tmp_path, *args, env=env, grace=grace)
 
     def post_product(self, name: str) -> None:
         response = httpx.post(
@@ -148,33 +48,13 @@ class WineUp:
         )
         assert response.status_code == 201, response.text
 
-    def stop(self) -> None:
-        for proc in [*self.windows_processes()]:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
-        self._reader.join(10)
-
-
-def alive(procs: list[psutil.Process]) -> list[int]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p.pid)
-        except psutil.Error:
-            pass
-    return out
-
 
 @pytest.fixture
 def wine_up(tmp_path: Path, telegram: FakeTelegram) -> Iterator:
-    started: list[WineUp] = []
+    started: list[BundledWineUp] = []
 
-    def make(*args: str, grace: float = 5) -> WineUp:
-        started.append(WineUp(tmp_path, telegram, *args, grace=grace))
+    def make(*args: str, grace: float = 5) -> BundledWineUp:
+        started.append(BundledWineUp(tmp_path, telegram, *args, grace=grace))
         return started[-1]
 
     yield make

@@ -488,6 +488,11 @@ def down(timeout: float = typer.Option(30.0, min=0, help="Seconds to wait for th
     out().print(f"p419 up (pid {state['pid']}) stopped")
 
 
+from python419.production.commands import export_app, service_app  # noqa: E402  (their own package too)
+
+app.add_typer(export_app, name="export")
+app.add_typer(service_app, name="service")
+
 from python419.doctor.command import doctor  # noqa: E402  (verbs that live in their own package)
 
 app.command()(doctor)

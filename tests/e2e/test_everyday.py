@@ -131,11 +131,22 @@ def test_worker_groups_beat_restart_and_one_beat_per_broker(tmp_path: Path, user
     assert wait_until(lambda: fired() > count + 1, 30), up.output()[-3000:]
     assert "took over the beat lock of a beat that is gone" in up.output()
     up.stop_and_check_nothing_left()
-    again = Up(root, REDIS_URL=up.env["REDIS_URL"])
+    again = Up(root, "--reload", REDIS_URL=up.env["REDIS_URL"])  # up again at once, this time with --reload
     user_stacks.append(again)
     again.wait_ready()
     again.wait_for(r"beat +\| .*Scheduler: Sending due task", 20)
     assert "another celery beat" not in again.output()
+    # a save restarts beat (warmly: its lock goes with it), and the new beat fires again
+    beat_before = again.children()["beat"]["pid"]
+    tasks = root / "tasks.py"
+    tasks.write_text(tasks.read_text() + "\n# saved\n")
+    again.wait_for(r"reload: .*tasks\.py changed: restarting .*beat", 20)
+    assert wait_until(lambda: again.children()["beat"]["pid"] != beat_before, 30), again.output()[-3000:]
+    fired = again.output().count("Scheduler: Sending due task")
+    assert wait_until(lambda: again.output().count("Scheduler: Sending due task") > fired, 30), (
+        again.output()[-3000:]
+    )
+    assert "another celery beat" not in again.output() and again.proc.poll() is None
     again.stop_and_check_nothing_left()
 
 

@@ -27,6 +27,7 @@ from python419.runfiles import STOP_FILE, remove_redis_url, stack_id, take_resta
 from python419.settings import Settings
 from python419.supervisor import events as ev
 from python419.supervisor.manager import Manager
+from python419.supervisor.notify import systemd_notifier
 from python419.supervisor.orphans import JobObject
 from python419.supervisor.plan import (
     Plan,
@@ -221,6 +222,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             job = JobObject()
         except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
+    # systemd Type=notify (NOTIFY_SOCKET): READY=1 on StackReady; its variables are not the children's.
+    notifier = systemd_notifier({c.name: c.kind for c in plan.children}, os.environ, os.getpid())
     factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job, user_umask)
     printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
     state = StateFile(
@@ -230,6 +233,8 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     def emit(event: ev.Event) -> None:
         printer.handle(event)
         state.handle(event)
+        if notifier is not None:
+            notifier.handle(event)
         if isinstance(event, ev.StackReady):
             warm_for_stop(plan)
 

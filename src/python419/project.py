@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from python419 import products
+from python419.interpreter import ProjectPython, project_python
+from python419.platforms import Platform
 from python419.settings import Settings, check_broker, env_names, load_settings
 from python419.workers import DEFAULT_GROUP, Pool, WorkerGroup
 
@@ -56,6 +58,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _a_name(value: str) -> str:
+    """A group's or a step's name: it prefixes the console lines and names the log file."""
+    if not value.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("use letters, digits, - and _")
+    return value
+
+
 class WorkerGroupConfig(_Strict):
     name: str = DEFAULT_GROUP
     count: int = Field(default=1, ge=1, le=64)
@@ -63,12 +72,7 @@ class WorkerGroupConfig(_Strict):
     concurrency: int | None = Field(default=None, ge=1, le=256)
     queues: list[str] = Field(default_factory=list)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("use letters, digits, - and _")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: _a_name(value)))
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -83,12 +87,7 @@ class StepConfig(_Strict):
     command: str | list[str]
     timeout: float = Field(default=300.0, gt=0, le=86400)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("use letters, digits, - and _")
-        return value
+    _name = field_validator("name")(classmethod(lambda cls, value: _a_name(value)))
 
 
 class ProjectConfig(_Strict):
@@ -474,6 +473,27 @@ def load_project(
                 "or p419 up --demo for the bundled products app"
             )
     return project
+
+
+def project_interpreter(
+    project: Project,
+    platform: Platform,
+    environ: Mapping[str, str],
+    on_skip: Callable[[str], None] | None = None,
+) -> ProjectPython:
+    """The interpreter that runs this project's children (interpreter.py's rule, with this project's root,
+    app_dir, --python and python = ...), and what it has. Raises InterpreterError."""
+    return project_python(
+        platform=platform,
+        environ=environ,
+        root=project.root,
+        app_dir=project.app_dir,
+        flag=project.python_flag,
+        configured=project.python_config,
+        config_file=project.config_path,
+        bundled=project.bundled,
+        on_skip=on_skip,
+    )
 
 
 def project_settings(project: Project) -> Settings:

@@ -18,10 +18,10 @@ from rich.console import Console
 import python419
 from python419.addresses import is_local_url, safe_url, with_parts
 from python419.broker import make_embedded_folders
-from python419.interpreter import InterpreterError, ProjectPython, project_python, require
+from python419.interpreter import InterpreterError, ProjectPython, require
 from python419.platforms import Platform, detect_platform, stop_exit_code, supervisor_stop_signals
 from python419.ports import held_port_message
-from python419.project import Project
+from python419.project import Project, project_interpreter
 from python419.redis_server import generated_password, redis_binary, redis_status, write_redis_config
 from python419.runfiles import STOP_FILE, remove_redis_url, stack_id, take_restart_requests, write_redis_url
 from python419.settings import Settings
@@ -56,16 +56,7 @@ class UpError(Exception):
 def find_project_python(project: Project, platform: Platform, needs: set[str] | None = None) -> ProjectPython:
     """The project's interpreter, checked for what this run starts (one line and UpError when it lacks it)."""
     try:
-        python = project_python(
-            platform=platform,
-            environ=os.environ,
-            root=project.root,
-            app_dir=project.app_dir,
-            flag=project.python_flag,
-            configured=project.python_config,
-            config_file=project.config_path,
-            bundled=project.bundled,
-        )
+        python = project_interpreter(project, platform, os.environ)
         require(python.interpreter, python.versions, project.needs() if needs is None else needs)
     except InterpreterError as exc:
         raise UpError(str(exc), 2) from None

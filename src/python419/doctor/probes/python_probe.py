@@ -6,15 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from python419.interpreter import (
-    NEEDED_BY,
-    InterpreterError,
-    ProjectPython,
-    missing_for,
-    project_python,
-)
+from python419.interpreter import NEEDED_BY, InterpreterError, ProjectPython, missing_for
 from python419.platforms import Platform
-from python419.project import Project
+from python419.project import Project, project_interpreter
 
 
 @dataclass(frozen=True)
@@ -36,25 +30,10 @@ class PythonFinding:
         )
 
 
-def needs(project: Project) -> set[str]:
-    """What the children of `p419 up` need from the interpreter: celery for the workers, uvicorn for an api."""
-    return {"celery", *(["uvicorn"] if project.api else [])}
-
-
 def find_python(project: Project, platform: Platform, environ: Mapping[str, str]) -> PythonFinding:
     notes: list[str] = []
     try:
-        python = project_python(
-            platform=platform,
-            environ=environ,
-            root=project.root,
-            app_dir=project.app_dir,
-            flag=project.python_flag,
-            configured=project.python_config,
-            config_file=project.config_path,
-            bundled=project.bundled,
-            on_skip=notes.append,
-        )
+        python = project_interpreter(project, platform, environ, on_skip=notes.append)
     except InterpreterError as exc:
         return PythonFinding(None, str(exc), tuple(notes))
-    return PythonFinding(python, None, tuple(notes), tuple(missing_for(python.versions, needs(project))))
+    return PythonFinding(python, None, tuple(notes), tuple(missing_for(python.versions, project.needs())))

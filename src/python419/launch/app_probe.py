@@ -155,6 +155,8 @@ def probe(
         app.finalize(auto=True)
         report["tasks"] = sorted(name for name in app.tasks if not name.startswith("celery."))
         report["default_queue"] = str(app.conf.task_default_queue)
+        # a worker started without -Q consumes every queue the app declares (task_queues), else the default
+        report["queues"] = [str(getattr(q, "name", q)) for q in (app.conf.task_queues or ())]
         report["routes"] = task_queues(app, report["tasks"])
     except (Exception, SystemExit) as exc:
         report.update(stage="finalize", **describe(exc))

@@ -123,8 +123,8 @@ def routes_outcome(probe: AppProbe, groups: list[tuple[str, tuple[str, ...]]]) -
             "could not read the task routes: the app did not load (see registration)",
             "fix registration first",
         )
-    default = probe.default_queue or "celery"
-    consumed = {q for _, queues in groups for q in (queues or (default,))}
+    default = probe.queues or (probe.default_queue or "celery",)  # what a worker without -Q consumes
+    consumed = {q for _, queues in groups for q in (queues or default)}
     orphans = [(task, queue) for task, queue in probe.routes if queue not in consumed]
     if orphans:
         listed = "; ".join(f"{task} → queue {queue!r}" for task, queue in orphans)

@@ -56,6 +56,7 @@ class AppProbe:
     # imports them.
     task_modules_found: tuple[str, ...] = ()
     default_queue: str | None = None
+    queues: tuple[str, ...] = ()  # the app's task_queues: what a worker without -Q consumes
     routes: tuple[tuple[str, str], ...] = ()  # (task, queue it is sent to)
     python: str | None = None  # the version of the interpreter it ran in ("3.9.18"), and its celery's
     celery: str | None = None
@@ -83,6 +84,7 @@ def parse_probe_output(stdout: str, stderr: str, returncode: int) -> AppProbe:
         ),
         task_modules_found=tuple(str(m) for m in data.get("task_modules_found", [])),
         default_queue=data.get("default_queue"),
+        queues=tuple(str(q) for q in data.get("queues") or ()),
         routes=tuple(sorted((str(t), str(q)) for t, q in (data.get("routes") or {}).items())),
         python=data.get("python"),
         celery=data.get("celery"),

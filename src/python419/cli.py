@@ -267,17 +267,33 @@ def send_task(
 @app.command()
 def api(
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
+    python: str | None = PYTHON,
 ) -> None:
-    """Serve the project's API (or the bundled products API) with uvicorn on P419_API_HOST:P419_API_PORT."""
+    """Serve the project's API (or the bundled products API) with uvicorn on P419_API_HOST:P419_API_PORT, in
+    the project's interpreter, on the running stack's broker."""
     import os
 
-    import uvicorn
+    from python419.broker import runtime_target
+    from python419.launch import contract
+    from python419.platforms import detect_platform
+    from python419.project import Flags
+    from python419.runfiles import running_broker
+    from python419.supervisor.plan import launcher
+    from python419.supervisor.run import UpError, find_project_python
 
-    project, config = current()
+    project, config = current(Flags(python=python))
     if not project.api:
         raise fail("this project runs its API with api_command; run that command instead", 2)
-    os.chdir(project.app_dir)
-    uvicorn.run(project.api, host=config.api_host, port=config.api_port, reload=reload, app_dir=".")
+    try:
+        found = find_project_python(project, detect_platform(), {"uvicorn"})
+    except UpError as exc:
+        raise fail(str(exc), exc.code) from None
+    argv = [*launcher(found.path), "uvicorn", project.api, "--host", config.api_host]
+    argv += ["--port", str(config.api_port), *(["--reload"] if reload else [])]
+    target = runtime_target(config, os.environ, running_broker(config.run_dir))
+    env = {**os.environ, **project.env, **target.child_env(), contract.CELERY_APP: project.celery}
+    out().print(f"p419 api: {found.line}", soft_wrap=True, markup=False)
+    exec_child(argv, env, str(project.app_dir))
 
 
 @app.command()

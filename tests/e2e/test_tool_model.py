@@ -123,3 +123,28 @@ def test_an_interpreter_without_celery_is_one_line_and_exit_2(tmp_path: Path) ->
     [line] = done.stderr.strip().splitlines()
     assert f"{root}/.venv/bin/python" in line and "has no celery" in line and "-m pip install" in line
     assert "Traceback" not in done.stderr
+
+
+def test_p419_api_serves_the_project_in_its_own_interpreter(pinned: Path) -> None:
+    """`p419 api` alone: uvicorn in the project's venv (its Starlette 0.26 home page answers)."""
+    from tests.procs import free_port, wait_until
+
+    assert p419(pinned, not_activated(), "init").returncode == 0
+    port = free_port()
+    env = {**not_activated(), "P419_API_PORT": str(port)}
+    server = subprocess.Popen(
+        [*P419, "api"], cwd=pinned, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+
+        def home() -> int:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code
+            except httpx.TransportError:
+                return 0
+
+        assert wait_until(lambda: home() == 200, 30)
+    finally:
+        server.terminate()
+        out = server.communicate(timeout=20)[0]
+    assert f"p419 api: python: {pinned}/.venv/bin/python" in out, out

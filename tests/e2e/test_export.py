@@ -318,7 +318,7 @@ def test_p419_service_here_says_what_is_missing(tmp_path: Path) -> None:
     helped = subprocess.run(
         [sys.executable, "-m", "python419", "service", "--help"], capture_output=True, text=True, timeout=30
     )
-    assert "On Windows: coming" in helped.stdout
+    assert "a Windows" in helped.stdout and "service (Windows)" in helped.stdout
 
 
 @pytest.fixture(autouse=True)

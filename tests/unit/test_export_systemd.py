@@ -350,9 +350,11 @@ class FakeSystemctl:
 
 
 def test_where_p419_service_cannot_work(tmp_path: Path) -> None:
-    assert "on Windows: a Windows service is coming" in str(export_blocker("windows"))
+    assert "on Windows, p419 service install registers" in str(export_blocker("windows"))
     assert export_blocker("linux") is None and export_blocker("macos") is None
-    assert "on Windows: coming" in str(service.blocker(host(tmp_path, platform="windows"), writes=False))
+    assert "on Windows p419 service drives a Windows service" in str(
+        service.blocker(host(tmp_path, platform="windows"), writes=False)
+    )
     assert "needs systemd (Linux)" in str(service.blocker(host(tmp_path, platform="macos"), writes=False))
     assert "systemctl (systemd): not found" in str(
         service.blocker(host(tmp_path, systemctl=None), writes=False)

@@ -22,7 +22,7 @@ export_app = typer.Typer(
     rich_markup_mode=None,
 )
 service_app = typer.Typer(
-    help="Install and drive the project's systemd unit (Linux). On Windows: coming (not in this version).",
+    help="Install and drive the project's service: a systemd unit (Linux), a Windows service (Windows).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -188,7 +188,7 @@ def export_systemd(
     run_as: str | None = RUN_AS,
 ) -> None:
     """Print a systemd unit (Type=notify) that runs `p419 up` for the project in this folder (for a Linux
-    host; on Windows: a service is coming)."""
+    host; on Windows: p419 service install)."""
     from python419.platforms import detect_platform
     from python419.production.systemd import export_blocker
 
@@ -302,9 +302,27 @@ def service_install(
     broker: str | None = BROKER,
     run_as: str | None = RUN_AS,
 ) -> None:
-    """Write the project's unit (as p419 export systemd prints it), systemctl daemon-reload, enable it."""
+    """Linux: write the project's unit (as p419 export systemd prints it), systemctl daemon-reload, enable it.
+    Windows: register the project's `p419 up` as a Windows service (starts at boot, restarted on failure)."""
+    from python419.platforms import detect_platform
     from python419.production.service import ServiceError, install, run_command
 
+    if detect_platform() == "windows":
+        from python419.production import windows_service
+
+        windows_service.install_command(
+            name=name,
+            user=user,
+            force=force,
+            watchdog=watchdog,
+            grace=grace,
+            ready_timeout=ready_timeout,
+            redis_password=redis_password,
+            python=python,
+            broker=broker,
+            run_as=run_as,
+        )
+        return
     host = _blocked(user, writes=True)
     options, text = build_unit(
         name=name,
@@ -327,9 +345,15 @@ def service_install(
 
 @service_app.command("uninstall")
 def service_uninstall(name: str | None = NAME, user: bool = USER_UNIT) -> None:
-    """Stop and disable the project's unit, remove it, systemctl daemon-reload."""
+    """Stop and disable the project's unit (or Windows service) and remove it."""
+    from python419.platforms import detect_platform
     from python419.production.service import ServiceError, run_command, uninstall
 
+    if detect_platform() == "windows":
+        from python419.production import windows_service
+
+        windows_service.uninstall_command(name=name, user=user)
+        return
     host = _blocked(user, writes=True)
     try:
         said = uninstall(host, _name(name), run=run_command)
@@ -340,8 +364,13 @@ def service_uninstall(name: str | None = NAME, user: bool = USER_UNIT) -> None:
 
 
 def _control(verb: str, name: str | None, user: bool) -> None:
+    from python419.platforms import detect_platform
     from python419.production.service import ServiceError, control, run_command
 
+    if detect_platform() == "windows":
+        from python419.production import windows_service
+
+        windows_service.control_command(verb, name=name, user=user)  # raises typer.Exit
     host = _blocked(user, writes=False)
     try:
         code = control(host, verb, _name(name), run=run_command)

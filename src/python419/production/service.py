@@ -1,5 +1,5 @@
 """`p419 service install|uninstall|start|stop|status`: the project's systemd unit, installed and driven with
-systemctl. Linux only; on Windows a service is coming (not in this version), on macOS there is no systemd.
+systemctl. Linux only; Windows services are production/windows_service.py; macOS has no systemd.
 
 Whether it can run here is a pure function of what was found (`Host`: the platform, systemctl's path, whether
 systemd is the init system, the user id); the commands run systemctl through an injected `Run`, so the
@@ -59,8 +59,8 @@ def blocker(host: Host, *, writes: bool) -> str | None:
     """Why `p419 service` cannot work here, in one line (None: it can). `writes`: install/uninstall."""
     if host.platform == "windows":
         return (
-            "p419 service on Windows: coming (a Windows service is not in this version); meanwhile run "
-            "p419 up in a terminal, or p419 export systemd on a Linux host"
+            "this is the systemd side of p419 service; on Windows p419 service drives a Windows service "
+            "(python419.production.windows_service)"
         )
     if host.platform != "linux":
         return f"p419 service needs systemd (Linux); {host.platform} has none (launchd units are not written by p419)"

@@ -52,8 +52,8 @@ def export_blocker(platform: str) -> str | None:
     """A unit holds this machine's paths: written for a Linux host only."""
     if platform == "windows":
         return (
-            "p419 export systemd writes a unit with this machine's paths, for a Linux host; on Windows: a "
-            "Windows service is coming (not in this version)"
+            "p419 export systemd writes a unit with this machine's paths, for a Linux host; on Windows, "
+            "p419 service install registers the project's p419 up as a Windows service"
         )
     return None
 

@@ -36,7 +36,7 @@ from tests.procs import all_gone, free_port, kill_tree
 from tests.supervisor.test_systemd import NotifyListener
 from tests.user_stacks import copy_project, p419
 
-FIXTURES = ("flat", "factory", "package", "pinned")
+FIXTURES = ("flat", "factory", "package", "pinned", "template", "fastapi-run", "hypercorn", "procfile-beside")
 SCHEMA = Path(__file__).parents[1] / "unit" / "test_export_compose_spec.json"
 # What `p419 up` sets for every child itself, over the config's [env]: compose must write them into each
 # service (it has no supervisor), and `p419 init` reads them back into [env].

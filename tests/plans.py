@@ -16,7 +16,7 @@ def settings(platform: str, tmp_path: Path, **extra: str) -> Settings:
 def project_for(tmp_path: Path, flags: Flags = Flags(), config: dict | None = None) -> Project:
     source = None
     if config is not None:
-        source = ConfigSource(tmp_path / "p419.toml", "p419.toml", ProjectConfig.model_validate(config))
+        source = ConfigSource(tmp_path / "p419.toml", "p419.toml", ProjectConfig.from_mapping(config))
     return resolve_project(tmp_path, {}, flags, source)
 
 

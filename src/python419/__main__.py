@@ -1,3 +1,3 @@
-from python419.cli import main
+from python419.entry import main
 
 main()

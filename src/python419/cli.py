@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import argparse
 import sys
 from enum import Enum
 from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from python419.cli_support import current, err, escape, fail, out
+from python419.cli_up import SUMMARY, pool_name
 
-    from python419.project import Flags, Project
+if TYPE_CHECKING:
+    from python419.project import Project
     from python419.settings import Settings
 
 # Imported by every `p419` call, `--help` included: rich, pydantic and the project's modules are imported by the
@@ -29,27 +29,6 @@ app = typer.Typer(
 )
 
 
-@functools.cache
-def _console(stderr: bool) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def out() -> Console:
-    return _console(False)
-
-
-def err() -> Console:
-    return _console(True)
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
-
-
 class PoolName(str, Enum):
     prefork = "prefork"
     solo = "solo"
@@ -59,13 +38,12 @@ class PoolName(str, Enum):
 
 
 def installed_pool(value: PoolName | None) -> PoolName | None:
-    """gevent and eventlet are Celery pools only when installed: say so in the parser, not in 5 tracebacks."""
-    if (
-        value is not None
-        and value.value in ("gevent", "eventlet")
-        and importlib.util.find_spec(value.value) is None
-    ):
-        raise typer.BadParameter(f"the {value.value} pool is not installed here: pip install {value.value}")
+    """cli_up's rule (gevent and eventlet only when installed), said by typer."""
+    if value is not None:
+        try:
+            pool_name(value.value)
+        except argparse.ArgumentTypeError as exc:
+            raise typer.BadParameter(str(exc)) from None
     return value
 
 
@@ -74,23 +52,6 @@ class LogLevel(str, Enum):
     info = "info"
     warning = "warning"
     error = "error"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err().print(f"[bold red]p419:[/] {escape(message)}", markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def current(flags: Flags | None = None) -> tuple[Project, Settings]:
-    """The project this command works on and its settings; bad configuration is one line and exit 2."""
-    from python419.project import ProjectError, load_project, project_settings
-    from python419.settings import SettingsError
-
-    try:
-        project = load_project(flags)
-        return project, project_settings(project)
-    except (ProjectError, SettingsError) as exc:
-        raise fail(str(exc), 2) from None
 
 
 APP_DIR = typer.Option(None, "--app-dir", help="Working directory of the children and import root.")
@@ -296,116 +257,16 @@ def api(
     exec_child(argv, env, str(project.app_dir))
 
 
-@app.command()
-def up(
-    workers: int | None = typer.Option(
-        None, min=1, max=64, help="Worker processes per group (each its own node: worker1@%h, ...)."
-    ),
-    pool: PoolName | None = typer.Option(
-        None, help="Celery pool; forced to solo on Windows.", callback=installed_pool
-    ),
-    concurrency: int | None = typer.Option(
-        None, min=1, max=256, help="Per-worker concurrency (on Windows: that many solo processes)."
-    ),
-    queues: str | None = typer.Option(
-        None, "-Q", "--queues", help="Queues the workers consume, comma-separated."
-    ),
-    loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
-    reload: bool | None = typer.Option(
-        None, "--reload/--no-reload", help="Restart the API and workers (warmly) when a .py file changes."
-    ),
-    only: str | None = typer.Option(
-        None,
-        help="Run part of the stack against a running one's Redis: api, workers, beat, flower (comma-separated).",
-    ),
-    beat: bool | None = typer.Option(None, "--beat/--no-beat", help="Run exactly one celery beat."),
-    flower: bool | None = typer.Option(None, "--flower/--no-flower", help="Run Flower on 127.0.0.1:5555."),
-    broker: str | None = typer.Option(
-        None, help="auto (default), redis, embedded (no server), or a redis:// URL."
-    ),
-    redis_password: bool | None = typer.Option(
-        None,
-        "--redis-password/--no-redis-password",
-        help="Give the Redis p419 starts a generated password (kept in the data dir's redis/password).",
-    ),
-    demo: bool = typer.Option(
-        False, "--demo", help="Run the bundled products app here, whatever this folder holds."
-    ),
-    app_dir: str | None = APP_DIR,
-    python: str | None = PYTHON,
-    api: str | None = API,
-    api_command: str | None = API_COMMAND,
-    celery: str | None = CELERY,
-    ready_path: str | None = typer.Option(
-        None, help="Path the API must answer to be ready (a 5xx: ready, with a warning)."
-    ),
-    grace: float = typer.Option(
-        10.0, min=0, max=600, help="Seconds children get to stop before being killed."
-    ),
-    ready_timeout: float = typer.Option(
-        30.0, min=1, max=600, help="Seconds to wait for every child to be ready."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (argv, environment) and exit."),
-) -> None:
-    """Start Redis (if needed), the API and the workers of your project (or the bundled app); gate on
-    readiness; restart crashes; Ctrl+C stops all."""
-    from python419.platforms import detect_platform
-    from python419.project import Flags, ProjectError, preflight
-    from python419.supervisor.plan import UpOptions
-    from python419.supervisor.run import UpError, find_project_python, make_plan, run
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    help=SUMMARY,
+)
+def up(ctx: typer.Context) -> None:
+    """Listed here; parsed by cli_up.py (argparse), where its options are defined (the entry point sends
+    `p419 up` there without importing typer)."""
+    from python419.cli_up import main as up_main
 
-    flags = Flags(
-        app_dir=app_dir,
-        python=python,
-        api=api,
-        api_command=api_command,
-        celery=celery,
-        ready_path=ready_path,
-        broker=broker,
-        workers=workers,
-        pool=pool.value if pool else None,
-        concurrency=concurrency,
-        queues=tuple(q for q in queues.split(",") if q) if queues else None,
-        reload=reload,
-        beat=beat,
-        flower=flower,
-        redis_password=redis_password,
-        demo=demo,
-        only=tuple(part.strip() for part in only.split(",")) if only else None,
-    )
-    project, config = current(flags)
-    try:
-        found = find_project_python(project, detect_platform())  # one query, for the checks and the plan
-        preflight(project, found.path)
-    except ProjectError as exc:
-        raise fail(str(exc), 2) from None
-    except UpError as exc:
-        raise fail(str(exc), exc.code) from None
-    try:
-        options = UpOptions(loglevel=loglevel.value, grace=grace)
-        plan = make_plan(project, config, options, dry_run=dry_run, python=found)
-        if dry_run:
-            from python419.supervisor.run import dry_run as show
-
-            show(plan, out())
-            return
-        code = run(plan, out(), grace=grace, ready_timeout=ready_timeout)
-    except UpError as exc:
-        raise fail(str(exc), exc.code) from None
-    exit_now(code)
-
-
-def exit_now(code: int) -> None:
-    """Every child is gone and every file closed: skip the interpreter's teardown, which took 150 ms of the
-    supervisor's exit (strace: no system call between releasing the lock and exit_group; module clean-up of
-    rich, pydantic, httpx), a third of honcho's whole Ctrl+C time."""
-    import contextlib
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
-            stream.flush()
-    os._exit(code)
+    up_main(list(ctx.args))
 
 
 @app.command()
@@ -515,10 +376,7 @@ app.command()(doctor)
 
 
 def main() -> None:
-    # Whatever p419 prints (a path, a product name from a child's line) must not crash it on a console whose
-    # code page cannot encode it (cp1252 on a Windows pipe): unencodable characters print as "?".
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(errors="replace")
-    app()
+    """The old entry point (python419.cli:main), for scripts installed by an older p419."""
+    from python419.entry import main as entry_main
+
+    entry_main()

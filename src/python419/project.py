@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, TypeVar, cast
 
 from python419 import products
 from python419.interpreter import ProjectPython, project_python
 from python419.platforms import Platform
 from python419.settings import Settings, check_broker, env_names, load_settings
-from python419.workers import DEFAULT_GROUP, Pool, WorkerGroup
+from python419.workers import DEFAULT_GROUP, POOLS, Pool, WorkerGroup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,10 +50,17 @@ class ProjectError(Exception):
 
 
 # --- the file format -----------------------------------------------------------------------------
+# Checked here with the standard library, not pydantic: importing pydantic and building its validators cost
+# `p419 up` ~100 ms before its first child (docs/benchmarks.md, row 8). One function per table walks the TOML
+# dict and collects every problem as (path, message); parse_config says them all in one line, each with the
+# line of the file it is on.
 
+_Path = tuple[str | int, ...]
+_Problems = list[tuple[_Path, str]]
+_Check = Callable[[Any, _Path, _Problems], Any]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# What `workers` takes, said when none of its forms fits.
+FORMS = {"workers": "must be a number of processes (workers = 2) or [[workers]] tables"}
 
 
 def _a_name(value: str) -> str:
@@ -65,33 +70,30 @@ def _a_name(value: str) -> str:
     return value
 
 
-class WorkerGroupConfig(_Strict):
+@dataclass(frozen=True)
+class WorkerGroupConfig:
+    """A [[workers]] table (or `workers = N`): a group of identical workers."""
+
     name: str = DEFAULT_GROUP
-    count: int = Field(default=1, ge=1, le=64)
+    count: int = 1  # 1..64
     pool: Pool | None = None
-    concurrency: int | None = Field(default=None, ge=1, le=256)
-    queues: list[str] = Field(default_factory=list)
-
-    _name = field_validator("name")(classmethod(lambda cls, value: _a_name(value)))
-
-    @field_validator("queues", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return [q.strip() for q in value.split(",") if q.strip()] if isinstance(value, str) else value
+    concurrency: int | None = None  # 1..256
+    queues: list[str] = field(default_factory=list)
 
 
-class StepConfig(_Strict):
+@dataclass(frozen=True)
+class StepConfig:
     """A one-shot step: run to completion after the broker is ready, before the servers (a migration)."""
 
     name: str
     command: str | list[str]
-    timeout: float = Field(default=300.0, gt=0, le=86400)
-
-    _name = field_validator("name")(classmethod(lambda cls, value: _a_name(value)))
+    timeout: float = 300.0  # seconds, more than 0 and at most a day
 
 
-class ProjectConfig(_Strict):
-    """`[tool.p419]` / p419.toml. Unknown keys are refused, so a typo is not silently ignored."""
+@dataclass(frozen=True)
+class ProjectConfig:
+    """`[tool.p419]` / p419.toml. Unknown keys are refused, so a typo is not silently ignored. Built by
+    parse_config (or from_mapping), which checks every value; constructing one directly checks nothing."""
 
     app_dir: str | None = None
     python: str | None = None  # the project's interpreter (or its venv folder), relative to this file
@@ -99,7 +101,7 @@ class ProjectConfig(_Strict):
     api_command: str | list[str] | None = None
     celery: str | None = None
     env_files: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     ready_path: str | None = None
     broker: str | None = None
     data_dir: str | None = None
@@ -109,19 +111,13 @@ class ProjectConfig(_Strict):
     reload: bool = False
     # A Redis that p419 starts gets a generated password (kept in the data dir) instead of the URL's own.
     redis_password: bool = False
-    steps: list[StepConfig] = Field(default_factory=list)
+    steps: list[StepConfig] = field(default_factory=list)
 
-    @field_validator("broker")
     @classmethod
-    def _broker(cls, value: str | None) -> str | None:
-        return check_broker(value) if value is not None else None
-
-    @field_validator("ready_path")
-    @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("must start with /, e.g. /health")
-        return value
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "the configuration") -> ProjectConfig:
+        """A config from a dict built in code (a test, `p419 init`), checked as a file's is. Raises
+        ProjectError."""
+        return parse_config(data, where)
 
 
 @dataclass(frozen=True)
@@ -131,26 +127,201 @@ class ConfigSource:
     config: ProjectConfig
 
 
-BRANCHES = {
-    "int",
-    "str",
-    "float",
-    "bool",
-    "WorkerGroupConfig",
-    "StepConfig",
-}  # how pydantic names a union's branches
-# What a key takes, said when none of its forms fits (a union: pydantic would list one error per branch).
-FORMS = {"workers": "must be a number of processes (workers = 2) or [[workers]] tables"}
+# --- one value ---
 
 
-def _field_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    """A pydantic location without its union branches ('list[WorkerGroupConfig]', 'int'): the keys and the
-    indexes a user wrote."""
-    return tuple(
-        p
-        for p in loc
-        if isinstance(p, int) or (isinstance(p, str) and p.isidentifier() and p not in BRANCHES)
-    )
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[object], int]:
+    """An integer in low..high; TOML's true/false are not numbers here (Python's bool is an int)."""
+
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}")
+        return value
+
+    return check
+
+
+_count, _concurrency = _whole(1, 64), _whole(1, 256)
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number of seconds")
+    if not 0 < value <= 86400:  # NaN is refused too
+        raise ValueError("must be more than 0 and at most 86400 (a day)")
+    return float(value)
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return list(value)
+
+
+def _command_line(value: object) -> str | list[str]:
+    """`api_command`, a step's `command`: one string (split like a shell line) or its words."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError("must be a string or a list of strings")
+
+
+def _pool(value: object) -> Pool:
+    if not isinstance(value, str) or value not in POOLS:
+        raise ValueError(f"must be one of {', '.join(POOLS)}")
+    return cast(Pool, value)
+
+
+def _queues(value: object) -> list[str]:
+    """A list of queue names, or one string of them separated by commas (as celery -Q takes them)."""
+    if isinstance(value, str):
+        return [q.strip() for q in value.split(",") if q.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError("must be a list of strings or a comma-separated string")
+
+
+def _name(value: object) -> str:
+    return _a_name(_string(value))
+
+
+def _broker(value: object) -> str:
+    return check_broker(_string(value))
+
+
+def _ready_path(value: object) -> str:
+    if not _string(value).startswith("/"):
+        raise ValueError("must start with /, e.g. /health")
+    return cast(str, value)
+
+
+def _plain(check: Callable[[Any], Any]) -> _Check:
+    """A check of one value (ValueError says what is wrong) as a key's check."""
+    return lambda value, at, problems: check(value)
+
+
+# --- one table ---
+
+_Config = TypeVar("_Config", WorkerGroupConfig, StepConfig, ProjectConfig)
+
+
+def _table(
+    data: object, at: _Path, cls: type[_Config], checks: Mapping[str, _Check], problems: _Problems, kind: str
+) -> _Config | None:
+    """A TOML table made a `cls`: each key through its check; an unknown key, a wrong value or a missing
+    required key is added to `problems` at its path. None when this table had any."""
+    if not isinstance(data, Mapping):
+        problems.append((at, f"must be {kind}"))
+        return None
+    before = len(problems)
+    defaults = {f.name: f.default for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        check = checks.get(key)
+        if check is None:
+            problems.append(((*at, key), "unknown key"))
+        elif value is None and defaults.get(key) is None:  # not set (a dict from code; TOML has no null)
+            values[key] = None
+        else:
+            try:
+                values[key] = check(value, (*at, key), problems)
+            except ValueError as exc:
+                problems.append(((*at, key), str(exc)))
+    for f in fields(cls):
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING:
+            problems.append(((*at, f.name), "required"))
+    return cls(**values) if len(problems) == before else None
+
+
+_GROUP_CHECKS: dict[str, _Check] = {
+    "name": _plain(_name),
+    "count": _plain(_count),
+    "pool": _plain(_pool),
+    "concurrency": _plain(_concurrency),
+    "queues": _plain(_queues),
+}
+_STEP_CHECKS: dict[str, _Check] = {
+    "name": _plain(_name),
+    "command": _plain(_command_line),
+    "timeout": _plain(_timeout),
+}
+
+
+def _worker_group(data: object, at: _Path, problems: _Problems) -> WorkerGroupConfig | None:
+    return _table(data, at, WorkerGroupConfig, _GROUP_CHECKS, problems, "a [[workers]] table")
+
+
+def _step(data: object, at: _Path, problems: _Problems) -> StepConfig | None:
+    return _table(data, at, StepConfig, _STEP_CHECKS, problems, "a [[steps]] table")
+
+
+def _workers(value: object, at: _Path, problems: _Problems) -> Any:
+    """`workers = 2` (processes of the default group), one [workers] table, or [[workers]] tables."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _count(value)
+    if isinstance(value, Mapping):
+        return _worker_group(value, at, problems)
+    if isinstance(value, list):
+        return [_worker_group(item, (*at, i), problems) for i, item in enumerate(value)]
+    raise ValueError(FORMS["workers"])
+
+
+def _steps_table(value: object, at: _Path, problems: _Problems) -> list[StepConfig | None]:
+    if not isinstance(value, list):
+        raise ValueError("must be [[steps]] tables (name = ..., command = ...)")
+    return [_step(item, (*at, i), problems) for i, item in enumerate(value)]
+
+
+def _env(value: object, at: _Path, problems: _Problems) -> dict[str, str]:
+    """[env]: variable names to their values, both strings."""
+    if not isinstance(value, Mapping):
+        raise ValueError('must be a table of strings (NAME = "value")')
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            problems.append(((*at, str(key)), "must be a string"))
+    return dict(value)
+
+
+_PROJECT_CHECKS: dict[str, _Check] = {
+    "app_dir": _plain(_string),
+    "python": _plain(_string),
+    "api": _plain(_string),
+    "api_command": _plain(_command_line),
+    "celery": _plain(_string),
+    "env_files": _plain(_strings),
+    "env": _env,
+    "ready_path": _plain(_ready_path),
+    "broker": _plain(_broker),
+    "data_dir": _plain(_string),
+    "workers": _workers,
+    "beat": _plain(_flag),
+    "flower": _plain(_flag),
+    "reload": _plain(_flag),
+    "redis_password": _plain(_flag),
+    "steps": _steps_table,
+}
+
+
+def _project_config(data: object, problems: _Problems) -> ProjectConfig | None:
+    return _table(data, (), ProjectConfig, _PROJECT_CHECKS, problems, "a table")
+
+
+# --- saying it ---
 
 
 def _shown(path: tuple[str | int, ...]) -> str:
@@ -159,7 +330,7 @@ def _shown(path: tuple[str | int, ...]) -> str:
 
 def key_line(text: str, path: tuple[str | int, ...], table: str | None = None) -> int | None:
     """The line (1-based) where `path` is written in a TOML text: `key = ...` at the top (or in [tool.p419]),
-    `[[workers]]`'s n-th table for `workers[n].key`."""
+    `[[workers]]`'s n-th table for `workers[n].key`, a [table]'s own key for `table.key`."""
     import re
 
     lines = text.splitlines()
@@ -172,34 +343,29 @@ def key_line(text: str, path: tuple[str | int, ...], table: str | None = None) -
         headers = [i for i, line in enumerate(lines) if i >= start and header.match(line)]
         if path[1] < len(headers):
             start, top = headers[path[1]], str(path[2])
+    elif len(path) >= 2 and isinstance(path[1], str):  # [env] NAME = ..., [workers] count = ...
+        header = re.compile(rf"^\s*\[\s*(tool\.p419\.)?{re.escape(top)}\s*\]")
+        own = next((i for i, line in enumerate(lines) if i >= start and header.match(line)), None)
+        if own is not None:
+            start, top = own, str(path[1])
+    # The key is in this table: up to the next [header] (a required key that is missing: the table's header).
+    is_header = re.compile(r"^\s*\[\[?[^\[\]=]+\]\]?\s*(#.*)?$").match
+    after = start + 1 if start < len(lines) and is_header(lines[start]) else start
+    end = next((i for i in range(after, len(lines)) if is_header(lines[i])), len(lines))
     key = re.compile(rf"^\s*{re.escape(top)}\s*=")
-    found = next((i for i, line in enumerate(lines) if i >= start and key.match(line)), None)
+    found = next((i for i in range(start, end) if key.match(lines[i])), None)
     if found is None and path:  # a table of its own: [env], [[workers]]
         header = re.compile(rf"^\s*\[\[?\s*(tool\.p419\.)?{re.escape(str(path[0]))}\s*\]")
         found = next((i for i, line in enumerate(lines) if i >= start and header.match(line)), None)
     return None if found is None else found + 1
 
 
-def _describe(error: ValidationError, where: str, text: str | None = None, table: str | None = None) -> str:
-    """One clause per key at fault, with its line: `workers[1].redis_password: unknown key (line 12)`. Of a
-    union's branches (a table, a list of tables, a number), only the deepest errors are kept: the branch the
-    user meant."""
-    items = [(_field_path(tuple(item.get("loc", ()))), item) for item in error.errors()]
-    deepest: dict[Any, int] = {}
-    for path, _ in items:
-        deepest[path[:1]] = max(deepest.get(path[:1], 0), len(path))
+def _describe(problems: _Problems, where: str, text: str | None = None, table: str | None = None) -> str:
+    """One clause per problem, with its line: `where: workers[1].redis_password: unknown key (line 12); ...`."""
     parts: list[str] = []
-    for path, item in items:
-        if len(path) < deepest[path[:1]]:
-            continue
-        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        if item.get("type") == "extra_forbidden":
-            msg = "unknown key"
-        elif sum(1 for other, _ in items if other == path) > 1 and str(path[0]) in FORMS:
-            msg = FORMS[str(path[0])]
+    for path, message in problems:
         line = key_line(text, path, table) if text is not None and path else None
-        at = f" (line {line})" if line else ""
-        part = f"{_shown(path)}: {msg}{at}" if path else msg
+        part = (f"{_shown(path)}: " if path else "") + message + (f" (line {line})" if line else "")
         if part not in parts:
             parts.append(part)
     return f"{where}: " + "; ".join(parts)
@@ -208,11 +374,13 @@ def _describe(error: ValidationError, where: str, text: str | None = None, table
 def parse_config(
     data: Mapping[str, Any], where: str, text: str | None = None, table: str | None = None
 ) -> ProjectConfig:
-    """`text`: the file's, so that an error can name its line; `table`: where the config starts in it."""
-    try:
-        return ProjectConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ProjectError(_describe(exc, where, text, table)) from None
+    """`text`: the file's, so that an error can name its line; `table`: where the config starts in it. Raises
+    ProjectError naming every problem."""
+    problems: _Problems = []
+    config = _project_config(data, problems)
+    if config is None or problems:
+        raise ProjectError(_describe(problems or [((), "invalid")], where, text, table))
+    return config
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -510,13 +678,13 @@ def project_settings(project: Project) -> Settings:
     config_env = {k: v for k, v in project.env.items() if k in known and k not in os.environ}
     settings = load_settings(project.env_files, cls=cls, **config_env)
     changes: dict[str, Any] = {}
-    if "data_dir" not in settings.model_fields_set:
+    if "data_dir" not in settings.fields_set:
         changes["data_dir"] = project.data_dir or (project.root / ".p419")
     if project.broker_flag:
         changes["broker"] = project.broker_flag
-    elif project.broker_config and "broker" not in settings.model_fields_set:
+    elif project.broker_config and "broker" not in settings.fields_set:
         changes["broker"] = project.broker_config
-    return settings.model_copy(update=changes) if changes else settings
+    return settings.replace(**changes) if changes else settings
 
 
 # --- checks that need no import of the user's code -----------------------------------------------

@@ -161,16 +161,14 @@ def stack_id(data_dir: Path) -> str:
     Not derived from the data dir's path: two containers or hosts with the same path (/srv/app/data) on one
     Redis took each other's messages. Made atomically (a hard link that fails when the file exists), so the
     API and the workers starting at once agree."""
-    import secrets
-
     path = data_dir / STACK_ID_FILE
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
-    made = data_dir / f".{STACK_ID_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    made.write_text(secrets.token_hex(6), encoding="utf-8")
+    made = data_dir / f".{STACK_ID_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+    made.write_text(os.urandom(6).hex(), encoding="utf-8")
     try:
         os.link(made, path)
     except FileExistsError:

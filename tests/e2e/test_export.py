@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -56,7 +57,7 @@ def init(root: Path, environ: dict[str, str]) -> dict[str, Any]:
 
 
 def read_config(root: Path) -> dict[str, Any]:
-    return parse_config(read_toml(root / "p419.toml"), "p419.toml").model_dump()
+    return dataclasses.asdict(parse_config(read_toml(root / "p419.toml"), "p419.toml"))
 
 
 def effective(config: dict[str, Any]) -> dict[str, Any]:

@@ -61,8 +61,8 @@ RUN_AS = typer.Option(
 )
 
 
-def fail(message: str, code: int) -> typer.Exit:
-    from python419.cli import fail as cli_fail
+def fail(message: str, code: int) -> SystemExit:
+    from python419.cli_support import fail as cli_fail
 
     return cli_fail(message, code)
 
@@ -145,7 +145,7 @@ def build_unit(
 ) -> tuple[UnitOptions, str]:
     import sys
 
-    from python419.cli import current
+    from python419.cli_support import current
     from python419.production.systemd import UnitError, UnitOptions, p419_argv, render_unit
     from python419.project import Flags
 
@@ -221,7 +221,7 @@ def export_compose(
     (the inverse of p419 init)."""
     from dotenv import dotenv_values
 
-    from python419.cli import current, err
+    from python419.cli_support import current, err
     from python419.production.compose import ExportError, compose_document, render_yaml
 
     project, settings = current()

@@ -1078,7 +1078,7 @@ def install_command(
     from dotenv import dotenv_values
 
     import python419
-    from python419.cli import current
+    from python419.cli_support import current
     from python419.production.commands import default_name, project_interpreter
     from python419.production.systemd import UnitOptions, up_argv
     from python419.project import Flags

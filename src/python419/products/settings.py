@@ -10,57 +10,58 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from python419.settings import Setting, Settings, load_settings, number, optional_text, stack_env_files
 
-from python419.settings import Settings, load_settings, stack_env_files
+
+def http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://api.telegram.org")
+    return value.rstrip("/")
 
 
 class ProductSettings(Settings):
-    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
-    telegram_chat_id: str | None = Field(default=None, validation_alias="TELEGRAM_CHAT_ID")
-    telegram_api_url: str = Field(default="https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
-    telegram_timeout: float = Field(default=10.0, gt=0, le=120, validation_alias="TELEGRAM_TIMEOUT")
+    FIELDS: ClassVar[dict[str, Setting]] = {
+        **Settings.FIELDS,
+        "telegram_bot_token": Setting("TELEGRAM_BOT_TOKEN", optional_text),  # a secret: never shown
+        "telegram_chat_id": Setting("TELEGRAM_CHAT_ID", optional_text),
+        "telegram_api_url": Setting("TELEGRAM_API_URL", http_url, "https://api.telegram.org"),
+        "telegram_timeout": Setting("TELEGRAM_TIMEOUT", number(0, 120, above=True), 10.0),
+        # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
+        "retry_delay": Setting("P419_RETRY_DELAY", number(0, 3600), 5.0),
+        "lease_seconds": Setting("P419_LEASE_SECONDS", number(0, 3600, above=True), 40.0),
+        "sweep_interval": Setting("P419_SWEEP_INTERVAL", number(0, 3600, above=True), 10.0),
+        # Network errors, 5xx and 429 are retried until this long after the product was created (then
+        # `failed`).
+        "delivery_deadline": Setting("P419_DELIVERY_DEADLINE", number(0, 30 * 86400, above=True), 6 * 3600.0),
+        # kombu (Redis): an unacknowledged message comes back after this long; queued outbox rows are re-sent
+        # by the sweep after the same time, in case the broker lost them.
+        "visibility_timeout": Setting("P419_VISIBILITY_TIMEOUT", number(1, 86400), 3600.0),
+    }
 
-    # Delivery tuning. Defaults follow the write-up (retry after 5 s); tests shorten them.
-    retry_delay: float = Field(default=5.0, ge=0, le=3600, validation_alias="P419_RETRY_DELAY")
-    lease_seconds: float = Field(default=40.0, gt=0, le=3600, validation_alias="P419_LEASE_SECONDS")
-    sweep_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="P419_SWEEP_INTERVAL")
-    # Network errors, 5xx and 429 are retried until this long after the product was created (then `failed`).
-    delivery_deadline: float = Field(
-        default=6 * 3600.0, gt=0, le=30 * 86400, validation_alias="P419_DELIVERY_DEADLINE"
-    )
-    # kombu (Redis): an unacknowledged message comes back after this long; queued outbox rows are re-sent
-    # by the sweep after the same time, in case the broker lost them.
-    visibility_timeout: float = Field(
-        default=3600.0, ge=1, le=86400, validation_alias="P419_VISIBILITY_TIMEOUT"
-    )
+    telegram_bot_token: str | None
+    telegram_chat_id: str | None
+    telegram_api_url: str
+    telegram_timeout: float
+    retry_delay: float
+    lease_seconds: float
+    sweep_interval: float
+    delivery_deadline: float
+    visibility_timeout: float
 
-    @field_validator("telegram_bot_token", "telegram_chat_id", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("telegram_api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.telegram.org")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _lease_outlasts_a_send(self) -> ProductSettings:
+    def cross_checks(self) -> list[str]:
+        problems = super().cross_checks()
         # A send's deadline covers its whole call; the lease keeps 3x that, so the sweep never starts a second
         # sender while the first one still runs.
         if self.lease_seconds <= 3 * self.telegram_timeout:
-            raise ValueError(
+            problems.append(
                 f"P419_LEASE_SECONDS ({self.lease_seconds:g}) must be more than 3 x TELEGRAM_TIMEOUT "
                 f"({self.telegram_timeout:g}), or a slow send could be sent twice"
             )
-        return self
+        return problems
 
     @property
     def database_path(self) -> Path:
@@ -68,7 +69,7 @@ class ProductSettings(Settings):
 
     @property
     def token(self) -> str | None:
-        return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+        return self.telegram_bot_token
 
 
 @functools.lru_cache(maxsize=1)

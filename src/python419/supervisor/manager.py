@@ -51,6 +51,7 @@ class ChildState:
     restart_by: float | None = None  # a restart we asked for: stopping warmly until then, then killed
     parked: bool = False  # cannot load the app under --reload: down until the next change
     fatal: bool = False  # could not start, given up: down until `p419 restart` or a --reload save
+    failure: ev.Failed | None = None  # why its last spawn failed
 
     @property
     def running(self) -> bool:
@@ -79,8 +80,12 @@ class Manager:
         grace: float = 10.0,
         ready_timeout: float = 30.0,
         idle_poll: float = IDLE_POLL,
+        spawned: Callable[[], None] = lambda: None,
     ) -> None:
         self.plan, self.factory, self.probe, self.emit = plan, factory, probe, emit
+        # Called once the first children are spawned, before they are announced: the caller loads there what
+        # only supervising needs (its printer, its state file), while the children import their own code.
+        self.spawned = spawned
         # A SimpleQueue: request_stop puts on it from a signal handler, and only SimpleQueue.put is reentrant.
         self.lines: Lines = lines if lines is not None else queue.SimpleQueue()
         self.clock, self.sleep, self.stop_requested = clock, sleep, stop_requested
@@ -138,9 +143,15 @@ class Manager:
         began = self.clock()
         # With one-shot steps: the broker first, then each step to completion, then the rest, in parallel.
         first = [s for s in self.states.values() if not self.steps or s.spec.kind == "redis"]
-        for state in first:
-            if not self._start(state):
-                return self._shutdown(1, f"{state.spec.name} could not start")
+        failed = next((state for state in first if not self._start(state, announce=False)), None)
+        self.spawned()
+        for state in first:  # announced once all are spawned: a spawn waits for no printing
+            if state.child is not None:
+                self._emit(ev.Started(state.spec.name, state.child.pid))
+        if failed is not None:
+            assert failed.failure is not None
+            self._emit(failed.failure)
+            return self._shutdown(1, f"{failed.spec.name} could not start")
         if self.steps:
             failure = self._run_steps(began, first)
             if failure:
@@ -287,7 +298,8 @@ class Manager:
             due.append(began + self.ready_timeout + MIN_WAIT)
         return min(due) if due else None
 
-    def _start(self, state: ChildState) -> bool:
+    def _start(self, state: ChildState, announce: bool = True) -> bool:
+        """Spawn the child; `announce`: emit Started (or Failed) now, else the caller does."""
         state.restart_at = None
         state.ready = False
         state.said_ready = False
@@ -297,12 +309,14 @@ class Manager:
             state.child = self.factory(state.spec)
         except OSError as exc:  # not found, not executable, out of processes
             state.child = None
-            self._emit(
-                ev.Failed(state.spec.name, f"could not start {state.spec.argv[0]}: {exc.strerror or exc}")
-            )
+            why = f"could not start {state.spec.argv[0]}: {exc.strerror or exc}"
+            state.failure = ev.Failed(state.spec.name, why)
+            if announce:
+                self._emit(state.failure)
             return False
         state.started_at = self.clock()
-        self._emit(ev.Started(state.spec.name, state.child.pid))
+        if announce:
+            self._emit(ev.Started(state.spec.name, state.child.pid))
         return True
 
     def _check_exit(self, state: ChildState, now: float) -> str | None:

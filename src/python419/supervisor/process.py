@@ -11,13 +11,15 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Any, Protocol
 
 from python419.redis_server import redis_shutdown
+from python419.settings import read_env_files
 from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
 from python419.supervisor.plan import ChildSpec, Plan
+
+if TYPE_CHECKING:
+    import psutil
 
 LineSink = Callable[[str, str], None]
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700
@@ -43,14 +45,18 @@ class OsChild:
     def __init__(self, spec: ChildSpec, popen: subprocess.Popen[bytes], stop: str) -> None:
         self.spec, self.popen, self.stop_kind = spec, popen, stop
         self.pid = popen.pid
-        self._known: dict[int, psutil.Process] = {}
-        self.remember_descendants()
+        self._known: dict[int, psutil.Process] = {}  # filled at the stop: just spawned, it has no children
 
     def poll(self) -> int | None:
         return self.popen.poll()
 
     def remember_descendants(self) -> None:
-        """Grandchildren are reparented when a child dies; remember them while we can still see them."""
+        """Grandchildren are reparented when a child dies; remember them while we can still see them (psutil is
+        imported here, at a stop, not before the first child: ~7 ms of `p419 up`'s start)."""
+        import psutil
+
+        if self.popen.poll() is not None and not self._known:
+            return  # reaped before we looked: its pid may be anyone's now
         try:
             root = psutil.Process(self.pid)
             for proc in [root, *root.children(recursive=True)]:
@@ -80,6 +86,8 @@ class OsChild:
                 os.kill(self.pid, signal.SIGTERM)
 
     def kill_tree(self) -> None:
+        import psutil
+
         self.remember_descendants()
         for proc in self._known.values():
             try:
@@ -96,12 +104,7 @@ def child_environment(plan: Plan, spec: ChildSpec, base: Mapping[str, str]) -> d
     """Env files (re-read at each start, so an edit applies on restart) < the config's [env] < the supervisor's
     environment < the plan's variables (the stack's own) < the child's own. As for every key: the environment
     over the config file."""
-    from dotenv import dotenv_values
-
-    env: dict[str, str] = {}
-    for path in plan.env_files:
-        if path.is_file():
-            env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    env = read_env_files(plan.env_files)
     env.update(plan.project.env)
     env.update(base)
     env.update(plan.env)

@@ -17,12 +17,9 @@ of CPU) took 40 % of a core from the children while they were starting.
 from __future__ import annotations
 
 import contextlib
-import http.client
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import psutil
 
 from python419.ports import accepts
 from python419.supervisor.plan import ChildSpec, Readiness
@@ -32,6 +29,8 @@ PidOf = Callable[[str], int | None]
 
 
 def tree_pids(pid: int) -> set[int]:
+    import psutil  # here and below: imported at the first probe, after the children are spawned
+
     try:
         root = psutil.Process(pid)
         return {pid, *(p.pid for p in root.children(recursive=True))}
@@ -41,6 +40,8 @@ def tree_pids(pid: int) -> set[int]:
 
 def listening_pids(port: int) -> set[int] | None:
     """Pids with a listening TCP socket on `port`; None or empty when the OS will not tell (we do not judge)."""
+    import psutil
+
     try:
         connections = psutil.net_connections(kind="tcp")
     except (psutil.AccessDenied, OSError):
@@ -56,6 +57,8 @@ def listening_pids(port: int) -> set[int] | None:
 def owns_port(pid: int, port: int) -> bool:
     """Does the child's process tree listen on `port`? Asked of each process (works unprivileged for our own
     children), then of the whole table as a fallback."""
+    import psutil
+
     pids = tree_pids(pid)
     for member in pids:
         with contextlib.suppress(psutil.Error):
@@ -71,6 +74,8 @@ def owns_port(pid: int, port: int) -> bool:
 def http_ready(url: str, pid: int) -> bool | str:
     """Any answer on the ready path; a 5xx is ready with a warning (the standard library's client: no client
     object, no SSL context for a plain-HTTP probe of a loopback port)."""
+    import http.client
+
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
     if not accepts(host, port):

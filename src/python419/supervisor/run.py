@@ -10,10 +10,8 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from rich.console import Console
 
 import python419
 from python419.addresses import is_local_url, safe_url, with_parts
@@ -37,11 +35,13 @@ from python419.supervisor.plan import (
     choose_broker,
     plan_lines,
 )
-from python419.supervisor.printer import Printer
 from python419.supervisor.process import PRIVATE_UMASK, ProcessFactory, install_stop_handlers
 from python419.supervisor.readiness import Probe
 from python419.supervisor.reload import describe_changes, start_reloader
-from python419.supervisor.state import StateError, StateFile, UpLock
+from python419.supervisor.state import StateError, UpLock
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class UpError(Exception):
@@ -106,7 +106,7 @@ def make_plan(
             # Opt-in: by default a Redis we start is what every local Redis is, the project's URL exactly, on
             # loopback (the project's own clients use that URL). A dry run shows the password masked.
             password = "generated" if dry_run else generated_password(settings.redis_dir)
-            settings = settings.model_copy(update={"broker": with_parts(url, password=password)})
+            settings = settings.replace(broker=with_parts(url, password=password))
         plan = build_plan(
             project,
             settings,
@@ -179,7 +179,8 @@ def private_data_dir(plan: Plan) -> int | None:
     return user_umask
 
 
-def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> int:
+def run(plan: Plan, console: Callable[[], Console], *, grace: float, ready_timeout: float) -> int:
+    """`console`: made when the first children run (rich's import is not on the way to them)."""
     run_dir = plan.run_dir
     user_umask = private_data_dir(plan)
     lock = UpLock(run_dir, detect_platform())
@@ -213,22 +214,41 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
             job = JobObject()
         except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
-    # systemd Type=notify (NOTIFY_SOCKET): READY=1 on StackReady; its variables are not the children's.
-    notifier = systemd_notifier({c.name: c.kind for c in plan.children}, os.environ, os.getpid())
     factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job, user_umask)
-    printer = Printer(console, [c.name for c in plan.children], plan.logs_dir)
-    state = StateFile(
-        run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe, stack_id(plan.data_dir)
-    )
+    listeners: list[Callable[[ev.Event], None]] = []
+    pending: list[ev.Event] = []  # what happens before the first children are spawned: said right after
 
     def emit(event: ev.Event) -> None:
-        printer.handle(event)
-        state.handle(event)
-        if notifier is not None:
-            notifier.handle(event)
-        if isinstance(event, ev.StackReady):
-            warm_for_stop(plan)
+        if not listeners:
+            pending.append(event)
+            return
+        for listener in listeners:
+            listener(event)
 
+    def supervise() -> None:
+        """The printer, the state file and systemd's notifier, made once the first children are spawned: their
+        imports (rich, psutil: ~30 ms) then overlap the children's own start (scripts/bench, row 8)."""
+        if listeners:
+            return
+        from python419.supervisor.printer import Printer
+        from python419.supervisor.state import StateFile
+
+        printer = Printer(console(), [c.name for c in plan.children], plan.logs_dir)
+        state = StateFile(
+            run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe, stack_id(plan.data_dir)
+        )
+        closers.extend((printer.close, state.remove))
+        # systemd Type=notify (NOTIFY_SOCKET): READY=1 on StackReady; its variables are not the children's.
+        notifier = systemd_notifier({c.name: c.kind for c in plan.children}, os.environ, os.getpid())
+        listeners.extend((printer.handle, state.handle))
+        if notifier is not None:
+            listeners.append(notifier.handle)
+        listeners.append(lambda event: warm_for_stop(plan) if isinstance(event, ev.StackReady) else None)
+        for event in pending:
+            emit(event)
+        pending.clear()
+
+    closers: list[Callable[[], None]] = []
     manager = Manager(
         plan,
         factory,
@@ -240,6 +260,7 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
         reload=plan.project.reload,
         grace=grace,
         ready_timeout=ready_timeout,
+        spawned=supervise,
     )
 
     def on_signal(signum: int, _: Any) -> None:
@@ -265,9 +286,10 @@ def run(plan: Plan, console: Console, *, grace: float, ready_timeout: float) -> 
     try:
         return manager.run()
     finally:
+        supervise()  # also when the first spawn failed: what was said is printed
         stop_watching.set()
         remove_redis_url(run_dir)
-        printer.close()
-        state.remove()
+        for close in closers:
+            close()
         stop_file.unlink(missing_ok=True)
         lock.release()

@@ -14,14 +14,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import psutil
+from typing import TYPE_CHECKING, Any, Literal
 
 from python419.launch.filelock import try_lock
 from python419.platforms import Platform
 from python419.runfiles import LOCK_FILE, STATE_FILE, parse_state, same_process
 from python419.supervisor import events as ev
+
+if TYPE_CHECKING:
+    import psutil
 
 
 class StateError(Exception):
@@ -144,10 +145,9 @@ class StateFile:
     ) -> None:
         self.path = run_dir / STATE_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
-        me = psutil.Process(supervisor_pid)
         self.data: dict[str, Any] = {
             "pid": supervisor_pid,
-            "create_time": me.create_time(),
+            "create_time": _create_time(supervisor_pid),
             "started": time.time(),
             "api_url": api_url,
             "broker": broker,
@@ -207,6 +207,8 @@ class StateFile:
 
 
 def _create_time(pid: int) -> float | None:
+    import psutil  # here and below: not on `p419 up`'s way to its first child
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -226,6 +228,8 @@ class ChildStatus:
 
 def child_statuses(state: dict[str, Any], sample: float = 0.1) -> list[ChildStatus]:
     """Each child of a state file, with CPU (over `sample` seconds) and RSS measured now."""
+    import psutil
+
     procs: dict[str, psutil.Process] = {}
     for name, child in state["children"].items():
         proc = same_process(int(child.get("pid") or 0), child.get("create_time"))

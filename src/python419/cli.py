@@ -87,10 +87,10 @@ def worker(
     import os
 
     from python419.broker import make_embedded_folders, runtime_target
-    from python419.launch import contract
     from python419.project import Flags
     from python419.runfiles import running_broker
     from python419.supervisor.plan import command_line, launcher
+    from python419.supervisor.process import verb_environment
     from python419.workers import plan_group, worker_command
 
     flags = Flags(
@@ -128,7 +128,7 @@ def worker(
         say(command_line(argv, config.platform))
         return
     make_embedded_folders(target)
-    env = {**os.environ, **project.env, **target.child_env(), contract.CELERY_APP: project.celery}
+    env = verb_environment(project, config, target, found.path, os.environ)
     exec_child(argv, env, str(project.app_dir))
 
 
@@ -205,6 +205,7 @@ def send_task(
     from python419.launch import contract
     from python419.platforms import detect_platform
     from python419.runfiles import running_broker
+    from python419.supervisor.process import verb_environment
     from python419.supervisor.run import UpError, find_project_python
 
     try:
@@ -213,13 +214,7 @@ def send_task(
         raise fail(str(exc), exc.code) from None
     target = runtime_target(config, os.environ, running_broker(config.run_dir))
     make_embedded_folders(target)
-    paths = [str(project.app_dir), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
-    from dotenv import dotenv_values
-
-    files = {
-        k: v for f in project.env_files if f.is_file() for k, v in dotenv_values(f).items() if v is not None
-    }
-    env = {**files, **os.environ, **project.env, **target.child_env(), "PYTHONPATH": os.pathsep.join(paths)}
+    env = verb_environment(project, config, target, found.path, os.environ)
     argv = [*contract.launcher_argv(found.path), "send", project.celery, name, kwargs or "", queue or ""]
     argv += [f"{wait:g}", *args]
     raise typer.Exit(subprocess.call(argv, env=env, cwd=project.app_dir))
@@ -235,11 +230,11 @@ def api(
     import os
 
     from python419.broker import runtime_target
-    from python419.launch import contract
     from python419.platforms import detect_platform
     from python419.project import Flags
     from python419.runfiles import running_broker
     from python419.supervisor.plan import launcher
+    from python419.supervisor.process import verb_environment
     from python419.supervisor.run import UpError, find_project_python
 
     project, config = current(Flags(python=python))
@@ -252,7 +247,7 @@ def api(
     argv = [*launcher(found.path), "uvicorn", project.api, "--host", config.api_host]
     argv += ["--port", str(config.api_port), *(["--reload"] if reload else [])]
     target = runtime_target(config, os.environ, running_broker(config.run_dir))
-    env = {**os.environ, **project.env, **target.child_env(), contract.CELERY_APP: project.celery}
+    env = verb_environment(project, config, target, found.path, os.environ)
     out().print(f"p419 api: {found.line}", soft_wrap=True, markup=False)
     exec_child(argv, env, str(project.app_dir))
 

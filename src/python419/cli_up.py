@@ -43,7 +43,7 @@ def pool_name(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="p419 up", description=SUMMARY)
+    p = argparse.ArgumentParser(prog="p419 up", description=SUMMARY, allow_abbrev=False)
     add = p.add_argument
     on_off = argparse.BooleanOptionalAction
     add(

@@ -485,6 +485,11 @@ class Project:
     def label(self) -> str:
         return "the bundled products app" if self.bundled else f"the project in {self.root}"
 
+    @property
+    def own_data_dir(self) -> Path:
+        """The data dir when no P419_DATA_DIR says otherwise: the config's data_dir, else .p419 beside it."""
+        return self.data_dir or (self.root / ".p419")
+
     def key_source(self, key: str) -> str:
         """Where a key came from, for error messages."""
         return f"{key} in {self.config_path}" if self.config_path else key
@@ -679,7 +684,7 @@ def project_settings(project: Project) -> Settings:
     settings = load_settings(project.env_files, cls=cls, **config_env)
     changes: dict[str, Any] = {}
     if "data_dir" not in settings.fields_set:
-        changes["data_dir"] = project.data_dir or (project.root / ".p419")
+        changes["data_dir"] = project.own_data_dir
     if project.broker_flag:
         changes["broker"] = project.broker_flag
     elif project.broker_config and "broker" not in settings.fields_set:

@@ -11,7 +11,7 @@ from python419.platforms import CREATE_NEW_PROCESS_GROUP
 from python419.project import Flags
 from python419.redis_server import redis_config
 from python419.supervisor.plan import PlanError, choose_broker, plan_lines
-from tests.plans import plan_for
+from tests.plans import plan_for, project_for, settings
 
 
 def test_broker_choice() -> None:
@@ -213,3 +213,31 @@ def test_flower_without_the_package_is_one_line(tmp_path: Path, monkeypatch: pyt
     [flower] = plan.by_kind("flower")
     assert "--address=127.0.0.1" in flower.argv and "--persistent=True" in flower.argv
     assert all("-E" in c.argv for c in plan.by_kind("worker"))  # task events on, for Flower
+
+
+def test_a_verb_gives_a_project_process_what_up_gives_its_worker(tmp_path: Path) -> None:
+    """`p419 worker`, `api`, `send TASK` and the doctor's probe once assembled their own environments (no env
+    files, [env] over the shell's): one rule now, `up`'s, short of the supervisor's own variables."""
+    from python419.broker import redis_target
+    from python419.supervisor.process import child_environment, verb_environment
+
+    (tmp_path / "dev.env").write_text("DATABASE_URL=postgres://db/app\nFROM_FILE=1\nAPI_TOKEN=file\n")
+    config = {
+        "celery": "worker.celery",
+        "env_files": ["dev.env"],
+        "env": {"API_TOKEN": "config", "MODE": "x"},
+    }
+    plan = plan_for("linux", tmp_path, config=config, python="/p/.venv/bin/python")
+    shell = {"API_TOKEN": "shell", "PATH": "/usr/bin", "PYTHONPATH": "/lib/extra"}
+    under_up = child_environment(plan, plan.by_kind("worker")[0], shell)
+    project = project_for(tmp_path, config=config)
+    alone = verb_environment(
+        project, settings("linux", tmp_path), redis_target(plan.target.url), "/p/.venv/bin/python", shell
+    )
+    up_only = {"P419_STACK_SUPERVISOR_PID", "P419_STACK_GRACE", *plan.by_kind("worker")[0].env}
+    assert alone == {k: v for k, v in under_up.items() if k not in up_only}
+    assert alone["API_TOKEN"] == "shell" and alone["MODE"] == "x" and alone["FROM_FILE"] == "1"
+    assert alone["PATH"] == "/p/.venv/bin:/usr/bin" and alone["PYTHONPATH"] == f"{tmp_path}:/lib/extra"
+    assert alone["P419_STACK_CELERY_APP"] == "worker.celery" and alone["P419_STACK_ENV_FILES"].endswith(
+        "dev.env"
+    )

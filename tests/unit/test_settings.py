@@ -147,3 +147,71 @@ def test_with_parts_rebuilds_only_what_it_is_asked_to(url: str, change: dict, ex
     from python419.addresses import with_parts
 
     assert with_parts(url, **change) == expected
+
+
+def test_precedence_overrides_environment_env_files_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.env", tmp_path / "b.env"
+    first.write_text("P419_API_PORT=9001\nP419_API_HOST=10.0.0.1\nREDIS_PORT=7001\n")
+    second.write_text("export P419_API_PORT='9002'  # the later file wins\nunrelated=1\n")
+    s = load_settings([first, second, tmp_path / "missing.env"])
+    assert (s.api_port, s.api_host, s.redis_url) == (9002, "10.0.0.1", "redis://127.0.0.1:7001/0")
+    monkeypatch.setenv("p419_api_port", "9003")  # names in any case, as pydantic-settings read them
+    assert load_settings([first, second]).api_port == 9003
+    assert load_settings([first, second], P419_API_PORT="9004").api_port == 9004
+    assert load_settings([first, second]).fields_set >= {"api_port", "api_host", "redis_port"}
+    assert "data_dir" not in load_settings([first, second]).fields_set  # a default is not "set"
+
+
+def test_replace_changes_fields_and_marks_them_set(tmp_path: Path) -> None:
+    s = load_settings(P419_DATA_DIR=str(tmp_path))
+    moved = s.replace(broker="embedded", data_dir=tmp_path / "other")
+    assert (moved.broker_mode, moved.data_dir, moved.api_port) == ("embedded", tmp_path / "other", 8000)
+    assert {"broker", "data_dir"} <= moved.fields_set and s.broker == "auto"
+    with pytest.raises(AttributeError, match="read-only"):
+        s.api_port = 1  # type: ignore[misc]
+
+
+def test_every_problem_is_said_in_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P419_API_PORT", "0")
+    monkeypatch.setenv("REDIS_PORT", "six")
+    monkeypatch.setenv("P419_RETRY_DELAY", "-1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(cls=ProductSettings)
+    message = str(caught.value)
+    assert "invalid setting REDIS_PORT='six': must be an integer" in message
+    assert "invalid setting P419_API_PORT='0': must be 1..65535" in message
+    assert "invalid setting P419_RETRY_DELAY='-1': must be 0..3600" in message
+    assert set(caught.value.names) == {"P419_API_PORT", "REDIS_PORT", "P419_RETRY_DELAY"}
+
+
+def test_a_rule_across_settings_names_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_TIMEOUT", "20")
+    monkeypatch.setenv("P419_LEASE_SECONDS", "60")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(cls=ProductSettings)
+    assert str(caught.value).startswith("invalid settings: P419_LEASE_SECONDS (60) must be more than 3 x")
+    assert set(caught.value.names) == {"P419_LEASE_SECONDS", "TELEGRAM_TIMEOUT"}
+    monkeypatch.setenv("P419_LEASE_SECONDS", "61")
+    assert load_settings(cls=ProductSettings).lease_seconds == 61.0
+
+
+def test_secrets_and_passwords_never_reach_a_message_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "  ")  # blank: no token
+    assert load_settings(cls=ProductSettings).token is None
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@host:99999/0")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(cls=ProductSettings)
+    assert "hunter2" not in str(caught.value) and "REDIS_URL" in str(caught.value)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    s = load_settings(cls=ProductSettings)
+    assert s.token == TOKEN and TOKEN not in repr(s) and "telegram_bot_token='**********'" in repr(s)
+
+
+def test_importing_the_settings_loads_no_pydantic() -> None:
+    """`p419 up` reads them before its first child: pydantic-settings alone cost ~100 ms there."""
+    code = "import sys, python419.settings, python419.products.settings; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_settings', 'dotenv')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -437,6 +437,31 @@ def test_a_child_that_cannot_start_stops_the_stack_cleanly(tmp_path: Path) -> No
     assert [n for kind, n, _ in world.log if kind == "stop"] == ["api", "redis"]
 
 
+def test_the_first_children_are_all_spawned_before_any_is_announced(tmp_path: Path) -> None:
+    """`p419 up` loads its printer and state file in `spawned`, between the spawns and their announcements, so
+    that those imports overlap the children's start; every spawned child is still announced, in plan order."""
+    world = World()
+    seen: list[tuple[int, int]] = []  # (spawned so far, events so far) when `spawned` runs
+    manager = world.manager(
+        tmp_path, spawned=lambda: seen.append((len(world.log), len(world.of(ev.Started))))
+    )
+    manager.stop_requested = lambda: manager.stack_ready
+    assert manager.run() == 0
+    assert seen == [(4, 0)]  # once: all four spawned, none announced yet
+    assert [e.name for e in world.of(ev.Started)] == ["redis", "api", "worker1", "worker2"]
+
+
+def test_a_spawn_that_fails_in_the_first_wave_is_said_after_the_ones_before_it(tmp_path: Path) -> None:
+    world = World()
+    world.unstartable = {"worker1"}
+    calls: list[str] = []
+    manager = world.manager(tmp_path, spawned=lambda: calls.append("spawned"))
+    assert manager.run() == 1
+    said = [(type(e).__name__, e.name) for e in world.events if isinstance(e, ev.Started | ev.Failed)]
+    assert said == [("Started", "redis"), ("Started", "api"), ("Failed", "worker1")]
+    assert calls == ["spawned"] and "worker2" not in world.children  # nothing spawned after the failure
+
+
 # --- orphans and Windows seams ------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from python419.platforms import Platform, detect_platform
 from python419.project import Flags, Project, ProjectError, load_project, project_settings
 from python419.runfiles import running_broker
 from python419.settings import Settings, SettingsError
+from python419.supervisor.process import verb_environment
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,9 @@ def build_context(
         found = python_finding.get()
         if found.python is None or found.missing:
             return AppProbe("interpreter", error=found.unusable)
-        # Imported as a worker of the stack would: in its folder, with its [env], on the stack's broker.
-        paths = [str(app_dir), *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])]
-        env = {
-            **environ,
-            **(project.env if project else {}),
-            **target.child_env(),
-            "PYTHONPATH": os.pathsep.join(paths),
-        }
+        # Imported as a worker of the stack would: in its folder, with its environment, on the stack's broker.
+        assert project is not None
+        env = verb_environment(project, settings, target, found.python.path, environ)
         task_modules = tuple(dict.fromkeys(t.rsplit(".", 1)[0] for t in plugin.tasks)) if plugin else ()
         return probe_app(spec, app_dir, env, found.python.path, task_modules)
 

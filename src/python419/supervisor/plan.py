@@ -154,6 +154,20 @@ def launcher(python: str) -> list[str]:
     return contract.launcher_argv(python)
 
 
+def stack_env(project: Project, target: BrokerTarget, data_dir: Path, platform: Platform) -> dict[str, str]:
+    """What p419 gives every child of the project, under `p419 up` and from the verbs that run one alone
+    (`p419 worker`, `api`, `send`, the doctor's probe): the broker, the data dir, the app, the env files."""
+    return {
+        # Children write to a pipe; without this Windows encodes it in the ANSI code page.
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONUNBUFFERED": "1",  # lines reach the printer as they are written
+        "P419_DATA_DIR": str(data_dir),
+        **target.child_env(),
+        contract.CELERY_APP: project.celery,
+        contract.ENV_FILES: _pathsep(platform).join(str(p) for p in project.env_files),
+    }
+
+
 def build_plan(
     project: Project,
     settings: Settings,
@@ -177,15 +191,9 @@ def build_plan(
         else redis_target(settings.broker_redis_url)
     )
     env = {
-        # Children write to a pipe; without this Windows encodes it in the ANSI code page.
-        "PYTHONIOENCODING": "utf-8",
-        "PYTHONUNBUFFERED": "1",  # lines reach the printer as they are written
-        "P419_DATA_DIR": str(data_dir),
-        **target.child_env(),
+        **stack_env(project, target, data_dir, platform),
         contract.SUPERVISOR_PID: str(supervisor_pid),
         contract.GRACE: f"{options.grace:g}",
-        contract.CELERY_APP: project.celery,
-        contract.ENV_FILES: _pathsep(platform).join(str(p) for p in project.env_files),
     }
     notes: list[str] = []
     warnings: list[str] = []

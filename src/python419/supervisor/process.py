@@ -10,16 +10,22 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from python419.platforms import detect_platform
 from python419.redis_server import redis_shutdown
 from python419.settings import read_env_files
 from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
-from python419.supervisor.plan import ChildSpec, Plan
+from python419.supervisor.plan import ChildSpec, Plan, stack_env
 
 if TYPE_CHECKING:
     import psutil
+
+    from python419.broker import BrokerTarget
+    from python419.project import Project
+    from python419.settings import Settings
 
 LineSink = Callable[[str, str], None]
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700
@@ -101,21 +107,55 @@ class OsChild:
 
 
 def child_environment(plan: Plan, spec: ChildSpec, base: Mapping[str, str]) -> dict[str, str]:
-    """Env files (re-read at each start, so an edit applies on restart) < the config's [env] < the supervisor's
-    environment < the plan's variables (the stack's own) < the child's own. As for every key: the environment
-    over the config file."""
-    env = read_env_files(plan.env_files)
-    env.update(plan.project.env)
+    """A child of `p419 up`: `project_environment` with the plan's variables and then the child's own."""
+    python = plan.python if spec.kind != "redis" else None
+    return project_environment(
+        plan.env_files, plan.project.env, base, {**plan.env, **spec.env}, python=python, cwd=spec.cwd
+    )
+
+
+def verb_environment(
+    project: Project,
+    settings: Settings | None,
+    target: BrokerTarget,
+    python: str,
+    environ: Mapping[str, str],
+) -> dict[str, str]:
+    """A process of the project that a verb runs alone (`p419 worker`, `api`, `send TASK`, the doctor's probe),
+    on `target` (the running stack's broker): what `p419 up` would give it, short of the supervisor's own.
+    `settings` None: invalid ones (the doctor still probes the app; it reports them apart)."""
+    data_dir = settings.data_dir if settings is not None else project.own_data_dir
+    stack = stack_env(project, target, data_dir, detect_platform())
+    return project_environment(
+        project.env_files, project.env, environ, stack, python=python, cwd=project.app_dir
+    )
+
+
+def project_environment(
+    env_files: Iterable[Path],
+    config_env: Mapping[str, str],
+    base: Mapping[str, str],
+    stack: Mapping[str, str],
+    *,
+    python: str | None,
+    cwd: Path | None,
+) -> dict[str, str]:
+    """The one rule for the environment of a process of the project (`p419 up`'s children, `p419 worker`,
+    `api`, `send`, the doctor's probe): env files (re-read at each start, so an edit applies on restart) < the
+    config's [env] < `base`, the environment p419 was started with (as for every key: the environment over the
+    config file) < `stack`, p419's own variables. The project's scripts (its `python`'s folder) come first on
+    PATH, the app dir (`cwd`) first on PYTHONPATH."""
+    env = read_env_files(env_files)
+    env.update(config_env)
     env.update(base)
-    env.update(plan.env)
-    env.update(spec.env)
-    if plan.python and spec.kind != "redis":
+    env.update(stack)
+    if python:
         # The project's environment's scripts first (alembic, hypercorn), as an activated virtualenv has them.
-        scripts = os.path.dirname(plan.python)
+        scripts = os.path.dirname(python)
         env["PATH"] = os.pathsep.join(p for p in (scripts, env.get("PATH", "")) if p)
-    if spec.cwd is not None:
+    if cwd is not None:
         # The app dir first on the import path, as `celery -A`/uvicorn expect when run from it.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(spec.cwd), base.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd), base.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -214,6 +214,9 @@ def run(plan: Plan, console: Callable[[], Console], *, grace: float, ready_timeo
             job = JobObject()
         except OSError as exc:  # some sandboxes forbid jobs: run anyway, and say what that costs
             job_error = f"no Job Object ({exc}): children may outlive a supervisor that is killed hard"
+    # systemd Type=notify (NOTIFY_SOCKET): READY=1 on StackReady. Made before the first spawn: it takes its
+    # variables out of the environment the children inherit.
+    notifier = systemd_notifier({c.name: c.kind for c in plan.children}, os.environ, os.getpid())
     factory = ProcessFactory(plan, os.environ, lambda n, line: lines.put((n, line)), job, user_umask)
     listeners: list[Callable[[ev.Event], None]] = []
     pending: list[ev.Event] = []  # what happens before the first children are spawned: said right after
@@ -226,8 +229,8 @@ def run(plan: Plan, console: Callable[[], Console], *, grace: float, ready_timeo
             listener(event)
 
     def supervise() -> None:
-        """The printer, the state file and systemd's notifier, made once the first children are spawned: their
-        imports (rich, psutil: ~30 ms) then overlap the children's own start (scripts/bench, row 8)."""
+        """The printer and the state file, made once the first children are spawned: their imports (rich,
+        psutil: ~30 ms) then overlap the children's own start (scripts/bench, row 8)."""
         if listeners:
             return
         from python419.supervisor.printer import Printer
@@ -238,8 +241,6 @@ def run(plan: Plan, console: Callable[[], Console], *, grace: float, ready_timeo
             run_dir, os.getpid(), plan.api_url, plan.target.kind, plan.target.safe, stack_id(plan.data_dir)
         )
         closers.extend((printer.close, state.remove))
-        # systemd Type=notify (NOTIFY_SOCKET): READY=1 on StackReady; its variables are not the children's.
-        notifier = systemd_notifier({c.name: c.kind for c in plan.children}, os.environ, os.getpid())
         listeners.extend((printer.handle, state.handle))
         if notifier is not None:
             listeners.append(notifier.handle)

@@ -92,7 +92,7 @@ def check_env_keys(ctx: Context) -> Outcome:
 
 
 def source_of(name: str, environ: Mapping[str, str], env_file: EnvFile) -> str | None:
-    """Where a setting's value comes from, in pydantic-settings' order: environment first, then .env."""
+    """Where a setting's value comes from, in the settings' order: environment first, then .env."""
     if any(key.upper() == name for key in environ):
         return "environment"
     if any(key.upper() == name for key in env_file.values):

@@ -22,15 +22,17 @@ import os
 import time
 from itertools import cycle
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.control import strip_control_codes
-from rich.status import Status
 from rich.text import Text
 
 from python419.launch.contract import LOG_ONLY, SAYS
 from python419.supervisor import events as ev
+
+if TYPE_CHECKING:
+    from rich.status import Status  # made by Console.status, on a terminal only
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 SELF = "p419"

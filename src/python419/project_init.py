@@ -836,9 +836,9 @@ def rewritten_env_file(path: Path, services: set[str]) -> dict[str, str]:
     """The values of an env file whose URLs name compose services, pointed at loopback; only those."""
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values
+    from python419.settings import read_env_file
 
-    values = dotenv_values(path)
+    values = read_env_file(path)
     out: dict[str, str] = {}
     for key, value in values.items():
         if value is None:

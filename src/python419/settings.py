@@ -157,7 +157,10 @@ class Settings:
     broker: str
 
     def __init__(self, _env_file: Iterable[Path] = (Path(".env"),), **overrides: Any) -> None:
-        given = {key.upper(): value for key, value in read_env_files(_env_file).items()}
+        try:
+            given = {key.upper(): value for key, value in read_env_files(_env_file).items()}
+        except OSError as exc:
+            raise SettingsError(f"cannot read the env file {exc.filename}: {exc.strerror or exc}") from None
         given.update({key.upper(): value for key, value in os.environ.items()})
         given.update({key.upper(): str(value) for key, value in overrides.items()})
         problems: list[tuple[str, str]] = []
@@ -264,9 +267,12 @@ def read_env_file(path: Path) -> dict[str, str | None]:
     """One env file as python-dotenv reads it (quotes, `export`, comments, ${VAR} interpolation); a name
     without `=` maps to None. The one place p419 reads env files; python-dotenv is imported only when a file
     is there to read (its import alone is ~15 ms of `p419 up`'s start)."""
-    from dotenv import dotenv_values
+    # UTF-8, as compose reads it; a stray byte of another encoding shows as U+FFFD instead of stopping p419.
+    # An unreadable file raises OSError (with its name): a start fails with that reason, never a traceback.
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        from dotenv import dotenv_values
 
-    return dict(dotenv_values(path, encoding="utf-8"))
+        return dict(dotenv_values(stream=stream))
 
 
 def read_env_files(paths: Iterable[Path]) -> dict[str, str]:

@@ -215,3 +215,19 @@ def test_importing_the_settings_loads_no_pydantic() -> None:
     code = "import sys, python419.settings, python419.products.settings; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_settings', 'dotenv')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_an_env_file_that_cannot_be_decoded_or_read_is_no_traceback(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_bytes(b"P419_API_HOST=caf\xe9\nP419_API_PORT=9009\n")  # latin-1, not UTF-8
+    s = load_settings([env])
+    assert s.api_port == 9009 and s.api_host == "caf\ufffd"
+
+    class Unreadable(type(env)):  # type: ignore[misc]
+        """A file its user may not read (root, running the suite, reads any: the refusal is the OS's)."""
+
+        def open(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def, override]
+            raise PermissionError(13, "Permission denied", str(self))
+
+    with pytest.raises(SettingsError, match=r"^cannot read the env file .*\.env: Permission denied$"):
+        load_settings([Unreadable(env)])

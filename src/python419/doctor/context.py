@@ -9,8 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import get_args
 
-from dotenv import dotenv_values
-
 from python419.broker import BrokerTarget, redis_target, runtime_target
 from python419.doctor.app_spec import DEFAULT_APP, AppSpec, is_bundled_app, parse_app_spec
 from python419.doctor.lazy import Lazy
@@ -23,6 +21,7 @@ from python419.platforms import Platform, detect_platform
 from python419.project import Flags, Project, ProjectError, load_project, project_settings
 from python419.runfiles import running_broker
 from python419.settings import Settings, SettingsError
+from python419.settings import read_env_file as env_file_values
 from python419.supervisor.process import verb_environment
 
 
@@ -73,7 +72,7 @@ class Context:
 def read_env_file(cwd: Path, path: Path | None = None) -> EnvFile:
     path = path or cwd / ".env"
     if path.is_file():
-        return EnvFile(path, True, dict(dotenv_values(path)))
+        return EnvFile(path, True, env_file_values(path))
     elsewhere = next((p / ".env" for p in cwd.parents if (p / ".env").is_file()), None)
     return EnvFile(path, False, elsewhere=elsewhere)
 

@@ -219,10 +219,9 @@ def export_compose(
 ) -> None:
     """Write a docker-compose.yml for the project: Redis, the API, one service per worker group, beat, flower
     (the inverse of p419 init)."""
-    from dotenv import dotenv_values
-
     from python419.cli_support import current, err
     from python419.production.compose import ExportError, compose_document, render_yaml
+    from python419.settings import read_env_files
 
     project, settings = current()
     to_stdout = output == "-"
@@ -233,10 +232,7 @@ def export_compose(
             "there, - prints it",
             2,
         )
-    values: dict[str, str] = {}
-    for path in project.env_files:
-        if path.is_file():
-            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values = read_env_files(project.env_files)
     try:
         exported = compose_document(
             project,

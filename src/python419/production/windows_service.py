@@ -1075,14 +1075,12 @@ def install_command(
     run_as: str | None,
 ) -> None:
     """`p419 service install` on Windows."""
-    from dotenv import dotenv_values
-
     import python419
     from python419.cli_support import current
     from python419.production.commands import default_name, project_interpreter
     from python419.production.systemd import UnitOptions, up_argv
     from python419.project import Flags
-    from python419.settings import env_names
+    from python419.settings import env_names, read_env_files
 
     try:
         if watchdog:
@@ -1127,9 +1125,7 @@ def install_command(
         said = install(scm, spec, password=password, force=force)
     except ServiceError as exc:
         raise _fail(exc) from None
-    file_values: dict[str, str] = {}
-    for path in env_files:
-        file_values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    file_values = read_env_files(env_files)
     warnings = terminal_only(os.environ, env_names(type(settings)).values(), file_values, ("P419_DATA_DIR",))
     _echo([*said, *(f"warning: {w}" for w in warnings)])
 

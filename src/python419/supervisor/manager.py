@@ -310,6 +310,8 @@ class Manager:
         except OSError as exc:  # not found, not executable, out of processes
             state.child = None
             why = f"could not start {state.spec.argv[0]}: {exc.strerror or exc}"
+            if exc.filename and str(exc.filename) != state.spec.argv[0]:  # an env file it reads, its folder
+                why += f" ({exc.filename})"
             state.failure = ev.Failed(state.spec.name, why)
             if announce:
                 self._emit(state.failure)

@@ -3,7 +3,9 @@ started at once both printed "ready" although one's Redis and the other's API co
 
 from __future__ import annotations
 
+import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -115,3 +117,26 @@ def test_redis_shutdown_stops_a_redis_we_may_ask_and_leaves_others(tmp_path: Pat
         assert not redis_shutdown(server.url)  # nothing there any more
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sock_diag is Linux's (elsewhere: psutil)")
+def test_the_kernels_list_of_listening_sockets_names_ours_and_no_other() -> None:
+    """Linux: the listening sockets come from sock_diag, not /proc/net/tcp (10-12 ms per check there)."""
+    from python419.supervisor.readiness import fds_hold, listening_inodes
+
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen()
+        port = v4.getsockname()[1]
+        v6.bind(("::1", port))
+        v6.listen()
+        inodes = listening_inodes(port)
+        assert inodes == {os.fstat(v4.fileno()).st_ino, os.fstat(v6.fileno()).st_ino}
+        assert fds_hold({os.getpid()}, inodes) is True
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            assert fds_hold({child.pid}, inodes) is False  # listening, but not in that process
+        finally:
+            child.kill()
+            child.wait()
+    assert listening_inodes(port) == set()  # closed: nobody listens there any more

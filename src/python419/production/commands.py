@@ -6,6 +6,7 @@ that runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,23 @@ service_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """What `p419 export systemd` and `p419 service install` were asked for, as one value from the command
+    line to the unit (Linux) or the Windows service."""
+
+    name: str | None = None
+    user: bool = False  # a user unit (Linux); the service runs as this user (Windows)
+    watchdog: float | None = None
+    grace: float = 10.0
+    ready_timeout: float = 30.0
+    redis_password: bool = True
+    python: str | None = None
+    broker: str | None = None
+    run_as: str | None = None
+
 
 NAME = typer.Option(None, "--name", help="The unit's name (default: p419-<the project's folder>).")
 USER_UNIT = typer.Option(
@@ -131,35 +149,24 @@ def project_interpreter(project: Project, python: str | None) -> str | None:
     return None if found.own and python is None else os.path.abspath(found.path)
 
 
-def build_unit(
-    *,
-    name: str | None,
-    user_unit: bool,
-    watchdog: float | None,
-    grace: float,
-    ready_timeout: float,
-    redis_password: bool,
-    python: str | None,
-    broker: str | None,
-    run_as: str | None,
-) -> tuple[UnitOptions, str]:
+def build_unit(request: ServiceRequest) -> tuple[UnitOptions, str]:
     import sys
 
     from python419.cli_support import current
     from python419.production.systemd import UnitError, UnitOptions, p419_argv, render_unit
     from python419.project import Flags
 
-    project, _ = current(Flags(python=python, broker=broker))
+    project, _ = current(Flags(python=request.python, broker=request.broker))
     options = UnitOptions(
-        name=_name(name) if name else default_name(project.root),
-        user_unit=user_unit,
-        grace=grace,
-        ready_timeout=ready_timeout,
-        watchdog=watchdog,
-        redis_password=redis_password,
-        python=project_interpreter(project, python),
-        broker=broker,
-        run_as=None if user_unit else (run_as or folder_owner(project.root)),
+        name=_name(request.name) if request.name else default_name(project.root),
+        user_unit=request.user,
+        grace=request.grace,
+        ready_timeout=request.ready_timeout,
+        watchdog=request.watchdog,
+        redis_password=request.redis_password,
+        python=project_interpreter(project, request.python),
+        broker=request.broker,
+        run_as=None if request.user else (request.run_as or folder_owner(project.root)),
     )
     what = project.label if project.bundled else f"{project.root.name} ({project.root})"
     try:
@@ -195,17 +202,10 @@ def export_systemd(
     why = export_blocker(detect_platform())
     if why:
         raise fail(why, 2)
-    _, text = build_unit(
-        name=name,
-        user_unit=user,
-        watchdog=watchdog,
-        grace=grace,
-        ready_timeout=ready_timeout,
-        redis_password=redis_password,
-        python=python,
-        broker=broker,
-        run_as=run_as,
+    request = ServiceRequest(
+        name, user, watchdog, grace, ready_timeout, redis_password, python, broker, run_as
     )
+    _, text = build_unit(request)
     typer.echo(text, nl=False)
 
 
@@ -303,34 +303,16 @@ def service_install(
     from python419.platforms import detect_platform
     from python419.production.service import ServiceError, install, run_command
 
+    request = ServiceRequest(
+        name, user, watchdog, grace, ready_timeout, redis_password, python, broker, run_as
+    )
     if detect_platform() == "windows":
         from python419.production import windows_service
 
-        windows_service.install_command(
-            name=name,
-            user=user,
-            force=force,
-            watchdog=watchdog,
-            grace=grace,
-            ready_timeout=ready_timeout,
-            redis_password=redis_password,
-            python=python,
-            broker=broker,
-            run_as=run_as,
-        )
+        windows_service.install_command(request, force=force)
         return
     host = _blocked(user, writes=True)
-    options, text = build_unit(
-        name=name,
-        user_unit=user,
-        watchdog=watchdog,
-        grace=grace,
-        ready_timeout=ready_timeout,
-        redis_password=redis_password,
-        python=python,
-        broker=broker,
-        run_as=run_as,
-    )
+    options, text = build_unit(request)
     try:
         said = install(host, options.name, text, force=force, run=run_command)
     except ServiceError as exc:

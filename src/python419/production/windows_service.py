@@ -32,7 +32,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from python419.production.commands import ServiceRequest
 
 # --- names and fixed values -----------------------------------------------------------------------------
 
@@ -1061,19 +1064,7 @@ def _echo(lines: Iterable[str]) -> None:
         typer.echo(line)
 
 
-def install_command(
-    *,
-    name: str | None,
-    user: bool,
-    force: bool,
-    watchdog: float | None,
-    grace: float,
-    ready_timeout: float,
-    redis_password: bool,
-    python: str | None,
-    broker: str | None,
-    run_as: str | None,
-) -> None:
+def install_command(request: ServiceRequest, *, force: bool) -> None:
     """`p419 service install` on Windows."""
     import python419
     from python419.cli_support import current
@@ -1083,26 +1074,27 @@ def install_command(
     from python419.settings import env_names, read_env_files
 
     try:
-        if watchdog:
+        if request.watchdog:
             raise ServiceError(
                 "--watchdog is systemd's (WatchdogSec=); a Windows service is restarted by its failure actions"
             )
-        service_name = check_service_name(name) if name else None
-        account = service_account(user=user, run_as=run_as, current=current_account() if user else "")
+        service_name = check_service_name(request.name) if request.name else None
+        current_user = current_account() if request.user else ""
+        account = service_account(user=request.user, run_as=request.run_as, current=current_user)
         scm = PywinScm()
         try:
             scm.check_can_create()  # before reading the project: no rights, one line
         except ScmError as exc:
             raise explain(exc, "installing", service_name or "the service") from None
-        project, settings = current(Flags(python=python, broker=broker))
+        project, settings = current(Flags(python=request.python, broker=request.broker))
         service_name = service_name or default_name(project.root)
         options = UnitOptions(
             name=service_name,
-            grace=grace,
-            ready_timeout=ready_timeout,
-            redis_password=redis_password,
-            python=project_interpreter(project, python),
-            broker=broker,
+            grace=request.grace,
+            ready_timeout=request.ready_timeout,
+            redis_password=request.redis_password,
+            python=project_interpreter(project, request.python),
+            broker=request.broker,
         )
         host_python, host_script, site_dirs = host_paths()
         env_files = [p for p in project.env_files if p.is_file()]
@@ -1111,7 +1103,7 @@ def install_command(
             root=project.root,
             data_dir=settings.data_dir,
             up=up_argv([sys.executable, "-m", "python419"], options),
-            grace=grace,
+            grace=request.grace,
             host_python=host_python,
             host_script=host_script,
             site_dirs=site_dirs,

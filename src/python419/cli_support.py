@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from python419.project import Flags, Project
     from python419.settings import Settings
+    from python419.supervisor.printer import PlainConsole
 
 
 @functools.cache
@@ -30,6 +31,18 @@ def out() -> Console:
 
 def err() -> Console:
     return _console(True)
+
+
+def stack_console() -> Console | PlainConsole:
+    """What `p419 up` prints its stack's lines to: rich's console on a terminal (colours, the start-up spinner),
+    else the printer's plain writer, which puts down the same text without importing rich (a journal, a CI log,
+    a pipe). As rich decides: FORCE_COLOR or TTY_COMPATIBLE=1 make a pipe a terminal."""
+    forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+    if forced or sys.stdout.isatty():
+        return out()
+    from python419.supervisor.printer import PlainConsole
+
+    return PlainConsole(sys.stdout)
 
 
 def escape(text: str) -> str:

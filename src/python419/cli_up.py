@@ -8,7 +8,7 @@ import argparse
 import importlib.util
 from collections.abc import Callable
 
-from python419.cli_support import current, exit_now, fail, out
+from python419.cli_support import current, exit_now, fail, out, stack_console
 
 POOLS = ("prefork", "solo", "threads", "gevent", "eventlet")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--workers",
         type=bounded(int, 1, 64),
+        metavar="N",
         help="Worker processes per group (each its own node: worker1@%%h, ...).",
     )
     add(
@@ -60,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--concurrency",
         type=bounded(int, 1, 256),
+        metavar="N",
         help="Per-worker concurrency (on Windows: that many solo processes).",
     )
     add("-Q", "--queues", help="Queues the workers consume, comma-separated.")
@@ -91,12 +93,14 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--grace",
         type=bounded(float, 0, 600),
+        metavar="SECONDS",
         default=10.0,
         help="Seconds children get to stop before being killed (default: 10).",
     )
     add(
         "--ready-timeout",
         type=bounded(float, 1, 600),
+        metavar="SECONDS",
         default=30.0,
         help="Seconds to wait for every child to be ready (default: 30).",
     )
@@ -152,7 +156,7 @@ def main(argv: list[str]) -> None:
 
             show(plan, out())
             return
-        code = run(plan, out, grace=args.grace, ready_timeout=args.ready_timeout)
+        code = run(plan, stack_console, grace=args.grace, ready_timeout=args.ready_timeout)
     except UpError as exc:
         raise fail(str(exc), exc.code) from None
     exit_now(code)

@@ -549,6 +549,61 @@ def test_printer_aligns_prefixes_and_writes_log_files(tmp_path: Path) -> None:
     assert "\x1b[" not in console.export_text(styles=False)
 
 
+def test_the_plain_console_writes_what_rich_writes_to_a_pipe(tmp_path: Path) -> None:
+    """`p419 up` whose output is no terminal prints through PlainConsole, without rich: the same text, line for
+    line, as rich's console gives a pipe (a journal, a CI log), for every kind of line."""
+    import io
+
+    from rich.console import Console
+
+    from python419.supervisor.printer import PlainConsole
+
+    events: list[ev.Event] = [
+        ev.Note("broker: starting redis-server for redis://127.0.0.1:6379/0"),
+        ev.Started("redis", 10),
+        ev.Output("redis", "Ready to accept connections\r"),  # a control code
+        ev.Output("worker1", "\tindented \u2192 caf\u00e9 \U0001f680"),
+        ev.Drained(),
+        ev.ChildReady("api", 0.4, "it answers 500 on / (its server runs; the app fails there)"),
+        ev.Failed("worker1", "exited with code 1", ("last words", "Traceback ...")),
+        ev.StackReady(1.0, ("http://127.0.0.1:8000", "http://127.0.0.1:8000/docs")),
+        ev.Note("loud", loud=True),
+    ]
+    rich_out, plain_out = io.StringIO(), io.StringIO()
+    for console in (Console(file=rich_out, highlight=False), PlainConsole(plain_out)):
+        printer = Printer(console, ["redis", "api", "worker1"], tmp_path / type(console).__name__)
+        for event in events:
+            printer.handle(event)
+        printer.close()
+    assert plain_out.getvalue() == rich_out.getvalue()
+    assert plain_out.getvalue().splitlines()[:3] == [
+        "p419    | broker: starting redis-server for redis://127.0.0.1:6379/0",
+        "p419    | started redis (pid 10)",
+        "redis   | Ready to accept connections",
+    ]
+
+
+def test_a_plain_console_that_goes_away_stops_the_console_only(tmp_path: Path) -> None:
+    import io
+
+    from python419.supervisor.printer import PlainConsole
+
+    class Gone(io.StringIO):
+        """stdout when `p419 up | tee log` lost its tee."""
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    printer = Printer(PlainConsole(Gone()), ["api"], tmp_path / "logs")
+    printer.handle(ev.Note("one"))
+    printer.handle(ev.Output("api", "two"))
+    printer.close()
+    assert not printer.console_ok
+    said = (tmp_path / "logs" / "p419.log").read_text()
+    assert "console output stopped (Broken pipe); the file logs go on" in said
+    assert "two" in (tmp_path / "logs" / "api.log").read_text()
+
+
 def test_describe_covers_every_event() -> None:
     samples = [
         ev.Started("api", 1),

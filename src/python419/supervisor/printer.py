@@ -24,18 +24,42 @@ from itertools import cycle
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.control import strip_control_codes
-from rich.text import Text
-
 from python419.launch.contract import LOG_ONLY, SAYS
 from python419.supervisor import events as ev
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.status import Status  # made by Console.status, on a terminal only
+    from rich.text import Text
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 SELF = "p419"
+
+
+# What rich's strip_control_codes takes out of a line (bell, backspace, vertical tab, form feed, carriage
+# return): a child's progress bar must not overwrite the prefixes.
+_CONTROL_CODES = dict.fromkeys((7, 8, 11, 12, 13))
+
+
+def strip_control_codes(text: str) -> str:
+    return text.translate(_CONTROL_CODES)
+
+
+class PlainConsole:
+    """The console of a `p419 up` whose output is no terminal (a service's journal, a CI log, a pipe): rich
+    would draw nothing there but the text, so the printer writes the text itself, and rich is not imported
+    while the children start (12-18 ms of the supervisor's CPU then; docs/benchmarks.md, row 8)."""
+
+    record = False
+    legacy_windows = False
+    is_terminal = False
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self.quiet = False
+
+    def on_broken_pipe(self) -> None:  # replaced by the printer, as on rich's Console
+        pass
 
 
 def printable(text: str, encoding: str) -> str:
@@ -112,8 +136,11 @@ class FileLogs:
 
 
 class Printer:
-    def __init__(self, console: Console, names: list[str], log_dir: Path | None = None) -> None:
+    def __init__(
+        self, console: Console | PlainConsole, names: list[str], log_dir: Path | None = None
+    ) -> None:
         self.console = console
+        self._no_rich = isinstance(console, PlainConsole)
         self.width = max(len(n) for n in [*names, SELF])
         self.styles = dict(zip(names, cycle(COLOURS)))
         self.styles[SELF] = "bold"
@@ -174,7 +201,7 @@ class Printer:
     def _start_spinner(self) -> None:
         try:
             self._spun = True
-            if self.console.is_terminal:
+            if self.console.is_terminal and not isinstance(self.console, PlainConsole):
                 text = printable("waiting for the stack to get ready…", self._encoding())
                 self._status = self.console.status(text)
                 self._status.start()
@@ -195,7 +222,10 @@ class Printer:
         if not self._plain_ok or self._status is not None:
             self._line(name, line)
             return
-        text = self._prefix(name) + strip_control_codes(line) + "\n"  # what rich's Text would show
+        self._write(self._prefix(name) + strip_control_codes(line) + "\n")  # what rich's Text would show
+
+    def _write(self, text: str) -> None:
+        """Straight to the console's file, flushed once per burst (`_flush_console`)."""
         file = self.console.file
         try:
             try:
@@ -209,18 +239,29 @@ class Printer:
     def _prefix(self, name: str) -> str:
         """`name | ` in the console's colours, rendered by rich once per name."""
         prefix = self._prefixes.get(name)
+        if prefix is None and self._no_rich:
+            prefix = self._prefixes[name] = f"{name.ljust(self.width)} | "
         if prefix is None:
+            assert not isinstance(self.console, PlainConsole)
             with self.console.capture() as capture:
                 self.console.print(self._prefix_text(name), end="", soft_wrap=True, highlight=False)
             prefix = self._prefixes[name] = capture.get()
         return prefix
 
     def _prefix_text(self, name: str) -> Text:
+        from rich.text import Text
+
         return Text(f"{name.ljust(self.width)} | ", style=self.styles.get(name, "bold"))
 
     def _line(self, name: str, line: str, style: str | None = None) -> None:
         if not self.console_ok:
             return
+        if self._no_rich:
+            self._write(self._prefix(name) + printable(line, self._encoding()) + "\n")
+            return
+        from rich.text import Text
+
+        assert not isinstance(self.console, PlainConsole)
         # Only the prefix takes the child's colour (as honcho and docker compose do), on both paths.
         text = Text.assemble(
             self._prefix_text(name), Text(printable(line, self._encoding()), style=style or "")

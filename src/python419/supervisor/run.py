@@ -43,6 +43,8 @@ from python419.supervisor.state import StateError, UpLock
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from python419.supervisor.printer import PlainConsole
+
 
 class UpError(Exception):
     """`p419 up` cannot start; the message says why and what to do. `code`: 2 for a configuration the
@@ -179,7 +181,9 @@ def private_data_dir(plan: Plan) -> int | None:
     return user_umask
 
 
-def run(plan: Plan, console: Callable[[], Console], *, grace: float, ready_timeout: float) -> int:
+def run(
+    plan: Plan, console: Callable[[], Console | PlainConsole], *, grace: float, ready_timeout: float
+) -> int:
     """`console`: made when the first children run (rich's import is not on the way to them)."""
     run_dir = plan.run_dir
     user_umask = private_data_dir(plan)

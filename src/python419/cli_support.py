@@ -38,7 +38,7 @@ def stack_console() -> Console | PlainConsole:
     else the printer's plain writer, which puts down the same text without importing rich (a journal, a CI log,
     a pipe). As rich decides: FORCE_COLOR or TTY_COMPATIBLE=1 make a pipe a terminal."""
     forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
-    if forced or sys.stdout.isatty():
+    if forced or sys.stdout is None or sys.stdout.isatty():  # None: pythonw, where rich copes as before
         return out()
     from python419.supervisor.printer import PlainConsole
 

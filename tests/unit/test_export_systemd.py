@@ -423,3 +423,31 @@ def test_uninstall_and_control(tmp_path: Path) -> None:
         ["disable", "--now", "p419-shop.service"],
         ["daemon-reload"],
     ]
+
+
+def test_a_broker_url_with_a_password_is_refused_for_a_unit(tmp_path: Path) -> None:
+    """A unit file is world-readable (0644): --broker redis://:PASSWORD@... would publish the password."""
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_environ
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "python419",
+            "export",
+            "systemd",
+            "--broker",
+            "redis://:hunter2@10.0.0.5:6379/0",
+        ],
+        env=clean_environ(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and not done.stdout, done.stdout
+    assert "P419_BROKER" in done.stderr and "hunter2" not in done.stderr + done.stdout
+    assert done.stderr.strip().count("\n") == 0  # one line

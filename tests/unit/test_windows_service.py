@@ -426,6 +426,42 @@ def test_stop_of_a_stopped_service_says_so_and_a_stop_that_hangs_is_exit_1() -> 
     assert caught.value.code == 1
 
 
+def test_a_stop_while_the_service_is_already_stopping_waits_for_it() -> None:
+    """A second `p419 service stop` (the first one's Ctrl+C), or an uninstall during a warm stop: the service
+    manager answers 1061 (it takes no control while stop-pending); that is waited for, not an error."""
+    scm = FakeScm(fail_at="stop", winerror=ws.ERROR_SERVICE_CANNOT_ACCEPT_CTRL)
+    ws.install(scm, spec_for(), password=None, force=False)
+    scm.start("p419-shop")
+    scm.stop_takes = 2
+    said = ws.stop_and_wait(scm, "p419-shop", None, wait=lambda _: None)
+    assert said[0].startswith("stopped p419-shop")
+
+
+def test_a_start_while_the_service_is_stopping_says_so_with_exit_1() -> None:
+    scm = FakeScm(fail_at="start", winerror=ws.ERROR_SERVICE_ALREADY_RUNNING)
+    ws.install(scm, spec_for(), password=None, force=False)
+    scm.status["p419-shop"] = ServiceStatus(ws.STOP_PENDING, pid=4242)
+    lines, code = ws.start_and_wait(scm, "p419-shop", None, ready_timeout=5, wait=lambda _: None)
+    assert (lines, code) == (["p419-shop is stopping: run p419 service start again once it has stopped"], 1)
+    scm.status["p419-shop"] = ServiceStatus(ws.RUNNING, pid=4242)
+    assert ws.start_and_wait(scm, "p419-shop", None, ready_timeout=5)[0] == [
+        "p419-shop is already running (p419 service status)"
+    ]
+
+
+def test_the_service_log_and_messages_never_show_a_brokers_password() -> None:
+    from python419.production.commands import ServiceRequest
+
+    command = ["C:\\py\\python.exe", "-m", "python419", "up", "--broker", "redis://:hunter2@10.0.0.5:6379/0"]
+    shown = ws.shown_command(command)
+    assert "hunter2" not in shown and "redis://:**@10.0.0.5:6379/0" in shown and shown.startswith("C:\\py")
+    # and install refuses to store one: the unit file, the registry entry and the log are readable by others
+    refused = ServiceRequest(broker="redis://:hunter2@10.0.0.5:6379/0").refusal()
+    assert refused is not None and "P419_BROKER" in refused and "hunter2" not in refused
+    assert ServiceRequest(broker="redis://10.0.0.5:6379/0").refusal() is None
+    assert ServiceRequest(broker="embedded").refusal() is None
+
+
 def test_stop_of_a_service_whose_process_is_gone_does_not_ask_the_service_manager() -> None:
     scm = FakeScm()
     ws.install(scm, spec_for(), password=None, force=False)

@@ -44,6 +44,22 @@ class ServiceRequest:
     broker: str | None = None
     run_as: str | None = None
 
+    def refusal(self) -> str | None:
+        """Why this cannot be installed as asked, or None. A password in --broker would be written where other
+        users read it: the unit file (0644), the Windows service's registry entry and its log."""
+        from urllib.parse import urlsplit
+
+        try:
+            password = urlsplit(self.broker).password if self.broker and "://" in self.broker else None
+        except ValueError:
+            password = None
+        if password:
+            return (
+                "--broker holds a password, which the service would keep where other users can read it: put the "
+                "URL in P419_BROKER (or REDIS_URL) in the project's env file instead, and leave --broker out"
+            )
+        return None
+
 
 NAME = typer.Option(None, "--name", help="The unit's name (default: p419-<the project's folder>).")
 USER_UNIT = typer.Option(
@@ -156,6 +172,9 @@ def build_unit(request: ServiceRequest) -> tuple[UnitOptions, str]:
     from python419.production.systemd import UnitError, UnitOptions, p419_argv, render_unit
     from python419.project import Flags
 
+    refused = request.refusal()
+    if refused:
+        raise fail(refused, 2)
     project, _ = current(Flags(python=request.python, broker=request.broker))
     options = UnitOptions(
         name=_name(request.name) if request.name else default_name(project.root),

@@ -62,6 +62,7 @@ REG_SZ, REG_DWORD, REG_MULTI_SZ = 1, 4, 7
 # Windows error codes the commands explain (winerror.h)
 ERROR_ACCESS_DENIED = 5
 ERROR_SERVICE_ALREADY_RUNNING = 1056
+ERROR_SERVICE_CANNOT_ACCEPT_CTRL = 1061  # a start or a stop pending: it takes no other control now
 ERROR_SERVICE_DISABLED = 1058
 ERROR_INVALID_SERVICE_ACCOUNT = 1057
 ERROR_SERVICE_DOES_NOT_EXIST = 1060
@@ -83,7 +84,7 @@ STATES = {
     6: "pausing",
     7: "paused",
 }
-STOPPED, RUNNING = 1, 4
+STOPPED, STOP_PENDING, RUNNING = 1, 3, 4  # SERVICE_STATUS.dwCurrentState
 
 
 class ServiceError(Exception):
@@ -644,7 +645,8 @@ def stop_and_wait(
     except ScmError as exc:
         if exc.winerror == ERROR_SERVICE_NOT_ACTIVE:
             return [f"{name} is not running"]
-        raise explain(exc, "stopping", name) from None
+        if exc.winerror != ERROR_SERVICE_CANNOT_ACCEPT_CTRL:  # 1061: already stopping (a stop run twice)
+            raise explain(exc, "stopping", name) from None
     began = time.monotonic()
     while time.monotonic() - began < limit:
         status = scm.query(name)
@@ -671,6 +673,8 @@ def start_and_wait(
     try:
         scm.start(name)
     except ScmError as exc:
+        if exc.winerror == ERROR_SERVICE_ALREADY_RUNNING and scm.query(name).state == STOP_PENDING:
+            return [f"{name} is stopping: run p419 service start again once it has stopped"], 1
         if exc.winerror == ERROR_SERVICE_ALREADY_RUNNING:
             return [f"{name} is already running (p419 service status)"], 0
         raise explain(exc, "starting", name) from None
@@ -1078,6 +1082,9 @@ def install_command(request: ServiceRequest, *, force: bool) -> None:
             raise ServiceError(
                 "--watchdog is systemd's (WatchdogSec=); a Windows service is restarted by its failure actions"
             )
+        refused = request.refusal()
+        if refused:
+            raise ServiceError(refused)
         service_name = check_service_name(request.name) if request.name else None
         current_user = current_account() if request.user else ""
         account = service_account(user=request.user, run_as=request.run_as, current=current_user)
@@ -1113,8 +1120,14 @@ def install_command(request: ServiceRequest, *, force: bool) -> None:
             what=project.label if project.bundled else f"{project.root.name} ({project.root})",
         )
         password = ask_password(account, os.environ) if account and needs_password(account) else None
-        (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        said = install(scm, spec, password=password, force=force)
+        try:
+            (settings.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServiceError(f"cannot make {settings.data_dir / 'logs'}: {exc.strerror or exc}") from None
+        try:
+            said = install(scm, spec, password=password, force=force)
+        except ScmError as exc:  # beyond what install() explains itself (the service deleted meanwhile)
+            raise explain(exc, "installing", service_name) from None
     except ServiceError as exc:
         raise _fail(exc) from None
     file_values = read_env_files(env_files)
@@ -1133,10 +1146,21 @@ def _installed(scm: Scm, name: str) -> HostConfig | None:
 
 def uninstall_command(*, name: str | None, user: bool) -> None:
     """`p419 service uninstall` on Windows (--user changes nothing here: a service has one name)."""
+    service_name = "the service"
     try:
-        _echo(uninstall(PywinScm(), _name_for(name)))
+        service_name = _name_for(name)
+        _echo(uninstall(PywinScm(), service_name))
+    except ScmError as exc:
+        raise _fail(explain(exc, "uninstalling", service_name)) from None
     except ServiceError as exc:
         raise _fail(exc) from None
+
+
+def shown_command(command: Sequence[str]) -> str:
+    """The service's command as its log and messages show it: a URL's password masked."""
+    from python419.addresses import safe_url
+
+    return subprocess.list2cmdline([safe_url(word) if "://" in word else word for word in command])
 
 
 def command_ready_timeout(command: Sequence[str], default: float = 30.0) -> float:
@@ -1173,6 +1197,8 @@ def control_command(verb: str, *, name: str | None, user: bool) -> None:
             record = read_exit(config) if config else None
             tail = log_tail(config) if config else []
             lines, code = status_lines(service_name, status, config, alive, stack, record, tail)
+    except ScmError as exc:  # the service deleted meanwhile, an ACL that refuses a query
+        raise _fail(explain(exc, verb, name or "the service")) from None
     except ServiceError as exc:
         raise _fail(exc) from None
     _echo(lines)

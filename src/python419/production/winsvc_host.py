@@ -98,6 +98,7 @@ from python419.production.windows_service import (  # noqa: E402
     HostConfig,
     child_environment,
     host_config,
+    shown_command,
 )
 
 CREATE_NO_WINDOW = 0x08000000  # p419 up gets a console of its own, with no window; its children share it
@@ -235,7 +236,7 @@ class Host:
         config = self.config
         self._open_log()
         self.write(
-            f"starting p419 up in {config.working_dir}: {subprocess.list2cmdline(list(config.command))}",
+            f"starting p419 up in {config.working_dir}: {shown_command(config.command)}",
             own=True,
         )
         began = self.clock()
@@ -263,8 +264,9 @@ class Host:
             began = self.clock()
             deadline = began + config.stop_timeout
             while child.poll() is None and self.clock() < deadline:
-                # again each time: p419 up deletes a stale stop file as it starts
-                self.request_stop_file(config.run_dir)
+                # again each time: p419 up deletes a stale stop file as it starts (and may hold it as we write)
+                with contextlib.suppress(OSError):
+                    self.request_stop_file(config.run_dir)
                 self.report(SERVICE_STOP_PENDING, wait_ms=5000)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(min(2.0, max(0.1, deadline - self.clock())))
@@ -452,8 +454,14 @@ def service_class() -> type:
                 self.host = host
                 if self.early_stop:
                     host.request_stop(self.early_stop)  # p419 up still starts, and is stopped at once, warmly
-            ended = host.run()
-            if ended.outcome == "failed":  # a crash for the service manager: its failure actions restart it
+            try:
+                ended = host.run()
+            except Exception as exc:  # noqa: BLE001 - a log folder it may not write, a bug: one line, then a crash
+                event("error", f"{self._svc_name_}: the service host failed: {type(exc).__name__}: {exc}")
+                os._exit(1)  # a crash for the service manager: its failure actions restart it
+            if ended.outcome == "failed" and not host.stop_wanted.is_set():
+                # A crash for the service manager: its failure actions restart it. (A stop that came while
+                # p419 up was failing is a stop: the user asked for it.)
                 sys.stdout and sys.stdout.flush()
                 os._exit(ended.code if ended.code and 0 < ended.code < 256 else 1)
             if ended.outcome == "config":  # stopped with exit code 2: not retried

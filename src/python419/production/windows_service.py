@@ -473,7 +473,8 @@ def _replace(scm: Scm, spec: ServiceSpec, password: str | None) -> list[str]:
         if spec.account and needs_password(spec.account):
             scm.grant_logon_right(spec.account)
     except ScmError as exc:
-        scm.restore(spec.name, saved)
+        with contextlib.suppress(ScmError):  # best effort: the step's own error is the one to say
+            scm.restore(spec.name, saved)
         raise explain(exc, "replacing", spec.name) from None
     running = scm.query(spec.name).state != STOPPED
     return [
@@ -926,7 +927,10 @@ class PywinScm:
         try:
             policy = win32security.LsaOpenPolicy(None, win32security.POLICY_ALL_ACCESS)
             try:
-                sid = win32security.LookupAccountName(None, account)[0]
+                # `.\name` is how the service manager takes a local account; the account lookup does not
+                # know `.`: the name alone is looked up on this machine first.
+                local = account[2:] if account.startswith(".\\") else account
+                sid = win32security.LookupAccountName(None, local)[0]
                 win32security.LsaAddAccountRights(policy, sid, ["SeServiceLogonRight"])
             finally:
                 win32security.LsaClose(policy)

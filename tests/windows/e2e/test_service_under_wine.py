@@ -361,7 +361,9 @@ def test_a_service_that_cannot_start_says_why_and_one_that_can_starts_at_boot(
     # power off and on: the service manager starts the service at boot, with no command and no console
     machine.power_off()
     machine.boot()
-    assert wait_until(lambda: "ready in" in shop.log().split("service: starting p419 up")[-1], 120), (
+    # the stack's own line ("ready in 0.9s: API http://..."), not a child's ("worker1 ready in 0.4s")
+    stack_ready = re.compile(r"(^|\s)ready in [0-9.]+s: API ", re.MULTILINE)
+    assert wait_until(lambda: stack_ready.search(shop.log().split("service: starting p419 up")[-1]), 120), (
         shop.log()[-3000:]
     )
     running = shop.service("status")

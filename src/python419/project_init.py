@@ -875,6 +875,16 @@ class Service:
     cwd: PurePosixPath | None = None  # the container's working directory for the command (None: unknown)
     via: str = ""  # how the command was found: "/start is compose/local/fastapi/start (COPY ...)"
     seen: str = ""  # the command or image, for messages
+    replicas: int = 1  # `deploy.replicas` (or the older `scale`): a worker group's count
+
+
+def replicas_of(service: Mapping[str, Any]) -> int:
+    """How many containers compose runs of a service: `deploy.replicas`, else the older `scale`; 1 when
+    neither is a whole number in 1..64 (what a worker group's count takes)."""
+    deploy = service.get("deploy")
+    value = deploy.get("replicas") if isinstance(deploy, Mapping) else None
+    value = service.get("scale") if value is None else value
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64 else 1
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -896,7 +906,7 @@ def read_service(name: str, service: Mapping[str, Any], root: Path) -> Service:
     """What a compose service runs: its command (else its Dockerfile's CMD), followed into a start script
     in the repository when it is one."""
     container = _service_container(root, service)
-    found = Service(name, container, cwd=container.workdir)
+    found = Service(name, container, cwd=container.workdir, replicas=replicas_of(service))
     command = service.get("command")
     origin = ""
     if command is None and container.dockerfile is not None and container.dockerfile.cmd is not None:
@@ -1105,9 +1115,11 @@ def from_services(
             values.pop("app_dir", None)
             if spec:
                 found.config.setdefault("celery", spec)
-            groups.append({"name": _group_name(item.name, groups), **values})
+            count = {"count": item.replicas} if item.replicas > 1 else {}
+            groups.append({"name": _group_name(item.name, groups), **count, **values})
             queues = f" on {','.join(values['queues'])}" if values.get("queues") else ""
-            found.lines.append(f"{item.name}: a Celery worker{queues} → workers")
+            times = f", {item.replicas} processes" if item.replicas > 1 else ""
+            found.lines.append(f"{item.name}: a Celery worker{queues}{times} → workers")
         else:
             spec = spec_for(item, written, placement) if written else ""
             if spec:

@@ -113,6 +113,28 @@ def test_init_reads_back_what_export_compose_wrote(tmp_path: Path, validator: An
     assert dry_run(root, environ) == plan  # the same stack: every child's argv, folder, environment
 
 
+def test_a_groups_count_goes_out_as_replicas_and_comes_back(tmp_path: Path) -> None:
+    """Two worker groups, one of three processes: export compose writes deploy.replicas, init reads it back
+    (it was lost on the way: the last stop's note)."""
+    root = copy_project(tmp_path, "flat")
+    environ = env()
+    init(root, environ)
+    config = (root / "p419.toml").read_text(encoding="utf-8")
+    config = config.split("[[workers]]")[0] + (
+        '[[workers]]\nname = "fast"\ncount = 3\nqueues = ["celery"]\n\n[[workers]]\nname = "slow"\n'
+    )
+    (root / "p419.toml").write_text(config, encoding="utf-8")
+    wanted = read_config(root)["workers"]
+    for source in SOURCES:
+        if (root / source).exists():
+            (root / source).rename(root / f"{source}.orig")
+    assert p419(root, environ, "export", "compose").returncode == 0
+    exported = yaml.safe_load((root / "docker-compose.yml").read_text())
+    assert exported["services"]["fast"]["deploy"] == {"replicas": 3}
+    (root / "p419.toml").rename(root / "p419.toml.first")
+    assert init(root, environ)["workers"] == wanted
+
+
 def test_export_compose_keeps_the_users_own_file(tmp_path: Path) -> None:
     root = copy_project(tmp_path, "flat")
     environ = env()

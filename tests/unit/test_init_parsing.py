@@ -595,3 +595,19 @@ def test_one_shot_steps_from_what_compose_files_do(tmp_path: Path) -> None:
         ("migrate", ("python", "manage.py", "migrate")),
         ("alembic", ("alembic", "upgrade", "head")),
     ]
+
+
+def test_a_workers_replicas_are_its_groups_count(tmp_path: Path) -> None:
+    """`deploy.replicas` (what p419 export compose writes for a count) or the older `scale`: the group's count,
+    so an exported stack reads back the same."""
+    root = files(tmp_path, {"app/__init__.py": "", "app/main.py": "", "app/tasks.py": ""})
+    services = {
+        "web": {"command": "uvicorn app.main:app"},
+        "worker": {"command": "celery -A app.tasks worker -Q fast", "deploy": {"replicas": 3}},
+        "slow": {"command": "celery -A app.tasks worker -Q slow", "scale": 2},
+        "odd": {"command": "celery -A app.tasks worker -Q odd", "deploy": {"replicas": "three"}},
+    }
+    found = from_services(services, "compose.yaml", root)
+    counts = {g["name"]: g.get("count", 1) for g in found.config["workers"]}
+    assert counts == {"worker": 3, "slow": 2, "odd": 1}
+    assert "worker: a Celery worker on fast, 3 processes → workers" in found.lines

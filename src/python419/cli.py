@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from python419.cli_support import current, err, escape, fail, out
-from python419.cli_up import SUMMARY, pool_name
+from python419.cli_up import LOG_LEVELS, POOLS, SUMMARY, pool_name
 
 if TYPE_CHECKING:
     from python419.project import Project
@@ -29,12 +29,9 @@ app = typer.Typer(
 )
 
 
-class PoolName(str, Enum):
-    prefork = "prefork"
-    solo = "solo"
-    threads = "threads"
-    gevent = "gevent"
-    eventlet = "eventlet"
+# typer takes choices as an Enum: made from the one list of each (workers.POOLS, cli_up.LOG_LEVELS).
+PoolName = Enum("PoolName", {pool: pool for pool in POOLS}, type=str)  # type: ignore[misc]
+LogLevel = Enum("LogLevel", {level: level for level in LOG_LEVELS}, type=str)  # type: ignore[misc]
 
 
 def installed_pool(value: PoolName | None) -> PoolName | None:
@@ -45,13 +42,6 @@ def installed_pool(value: PoolName | None) -> PoolName | None:
         except argparse.ArgumentTypeError as exc:
             raise typer.BadParameter(str(exc)) from None
     return value
-
-
-class LogLevel(str, Enum):
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
 
 
 APP_DIR = typer.Option(None, "--app-dir", help="Working directory of the children and import root.")
@@ -75,7 +65,7 @@ def worker(
     ),
     concurrency: int | None = typer.Option(None, min=1, max=256, help="Processes/threads (not for solo)."),
     queues: str | None = typer.Option(None, "-Q", "--queues", help="Queues to consume, comma-separated."),
-    loglevel: LogLevel = typer.Option(LogLevel.info, help="Worker log level."),
+    loglevel: LogLevel = typer.Option(LogLevel("info"), help="Worker log level."),
     hostname: str | None = typer.Option(None, help="Node name, e.g. worker1@%h."),
     app_dir: str | None = APP_DIR,
     celery: str | None = CELERY,
@@ -368,10 +358,3 @@ app.add_typer(service_app, name="service")
 from python419.doctor.command import doctor  # noqa: E402  (verbs that live in their own package)
 
 app.command()(doctor)
-
-
-def main() -> None:
-    """The old entry point (python419.cli:main), for scripts installed by an older p419."""
-    from python419.entry import main as entry_main
-
-    entry_main()

@@ -9,8 +9,8 @@ import importlib.util
 from collections.abc import Callable
 
 from python419.cli_support import current, exit_now, fail, out, stack_console
+from python419.workers import POOLS
 
-POOLS = ("prefork", "solo", "threads", "gevent", "eventlet")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SUMMARY = (
     "Start Redis (if needed), the API and the workers of your project (or the bundled app); gate on "

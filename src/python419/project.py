@@ -486,6 +486,11 @@ class Project:
         return "the bundled products app" if self.bundled else f"the project in {self.root}"
 
     @property
+    def service_label(self) -> str:
+        """What a systemd unit or a Windows service says it runs: the bundled app, or the folder and its path."""
+        return self.label if self.bundled else f"{self.root.name} ({self.root})"
+
+    @property
     def own_data_dir(self) -> Path:
         """The data dir when no P419_DATA_DIR says otherwise: the config's data_dir, else .p419 beside it."""
         return self.data_dir or (self.root / ".p419")

@@ -187,14 +187,13 @@ def build_unit(request: ServiceRequest) -> tuple[UnitOptions, str]:
         broker=request.broker,
         run_as=None if request.user else (request.run_as or folder_owner(project.root)),
     )
-    what = project.label if project.bundled else f"{project.root.name} ({project.root})"
     try:
         text = render_unit(
             p419=p419_argv(sys.argv[0], sys.executable, lambda p: Path(p).is_file()),
             root=project.root,
             env_files=[p for p in project.env_files if p.is_file()],
             options=options,
-            description=f"p419: FastAPI + Celery stack of {what}",
+            description=f"p419: FastAPI + Celery stack of {project.service_label}",
         )
     except UnitError as exc:
         raise fail(str(exc), 2) from None

@@ -1121,7 +1121,7 @@ def install_command(request: ServiceRequest, *, force: bool) -> None:
             env_files=env_files,
             account=account,
             version=python419.__version__ if hasattr(python419, "__version__") else "",
-            what=project.label if project.bundled else f"{project.root.name} ({project.root})",
+            what=project.service_label,
         )
         password = ask_password(account, os.environ) if account and needs_password(account) else None
         try:

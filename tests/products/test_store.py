@@ -262,12 +262,14 @@ def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
 
 
 def busy_timeout(store: Store) -> int:
-    return int(store._db().execute("PRAGMA busy_timeout").fetchone()[0])
+    """The busy timeout this thread's connection has now (`_db()` would set its own first)."""
+    return int(store._local.db.execute("PRAGMA busy_timeout").fetchone()[0])
 
 
 def test_worker_writes_wait_for_another_writer_then_go_through(tmp_path: Path) -> None:
     """claim/finish try again every millisecond (not on SQLite's 1..100 ms sleeps) while another process
-    holds the write lock, and then go through; the connection keeps its 15 s busy timeout afterwards."""
+    holds the write lock, and then go through; the next statement of another kind has the connection's 15 s
+    busy timeout again."""
     store, _ = make(tmp_path)
     _, n = store.create_product("p", 1.0, None, queued_lease=30)
     holder = _hold_write_lock(tmp_path / "db.sqlite", 0.3)
@@ -277,6 +279,7 @@ def test_worker_writes_wait_for_another_writer_then_go_through(tmp_path: Path) -
     holder = _hold_write_lock(tmp_path / "db.sqlite", 0.3)
     store.finish(n.id, str(n.task_id), "sent")
     holder.join()
+    assert busy_timeout(store) == 1, "a worker's writes keep their 1 ms between them"
     final = store.get_notification(n.id)
     assert final is not None and final.status == "sent"
     assert busy_timeout(store) == 15000
@@ -295,6 +298,6 @@ def test_worker_writes_give_up_after_the_busy_timeout(
             store.finish(n.id, str(n.task_id), "sent")
     finally:
         holder.join()
-    assert busy_timeout(store) == 100  # the connection's own timeout, restored (0.1 s here)
     row = store.get_notification(n.id)
+    assert busy_timeout(store) == 100  # the connection's own timeout, for the read (0.1 s here)
     assert row is not None and row.status == "queued", "nothing written while the lock was held"

@@ -209,6 +209,35 @@ def test_an_answer_no_parser_can_read_is_a_network_error_and_the_client_goes_on(
         assert client.send_message("42", "good")["text"] == "good"
 
 
+def test_chunked_answers_after_an_interim_one_keep_the_connection() -> None:
+    """What a proxy in front of the Bot API may send: an interim 100, then the answer in chunks. Two messages
+    go over one connection, each answer read whole."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as requests:
+            for n in (1, 2):
+                head = b"".join(iter(lambda: requests.readline(), b"\r\n"))
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                seen.append(requests.read(length))
+                body = b'{"ok":true,"result":{"message_id":%d}}' % n
+                conn.sendall(
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with listener, TelegramClient(TOKEN, url, timeout=5) as client:
+        assert client.send_message("42", "one") == {"message_id": 1}
+        assert client.send_message("42", "two") == {"message_id": 2}
+        server.join(5)
+    assert [b'"text": "one"' in seen[0], b'"text": "two"' in seen[1]] == [True, True]
+
+
 def test_a_kept_connection_is_reused_on_a_descriptor_past_1024() -> None:
     """select() cannot take descriptors numbered 1024 or more; a busy worker (many files, sockets) has them."""
     with open(os.devnull) as null:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import http.client
 import io
 import json
 import logging
@@ -22,7 +21,7 @@ import ssl
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 MESSAGE_LIMIT = 4096  # Telegram's maximum text length for sendMessage
@@ -170,14 +169,109 @@ def _readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])  # Windows (and gevent, which removes poll)
 
 
+MAX_LINE = 65536  # bytes in a status or header line, as http.client allows
+MAX_HEADERS = 100
+MAX_BODY = 4 * 1024 * 1024  # a Bot API answer is a few kilobytes; more is not the Bot API
+
+
+class BadAnswer(ValueError):
+    """An answer that is not HTTP/1.x as a Bot API (or a proxy before it) sends it."""
+
+
+def _line(reader: BinaryIO) -> bytes:
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise BadAnswer(f"a header line longer than {MAX_LINE} bytes")
+    return line
+
+
+def _headers(reader: BinaryIO) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADERS + 1):
+        line = _line(reader)
+        if line in (b"\r\n", b"\n", b""):
+            return headers
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    raise BadAnswer(f"more than {MAX_HEADERS} headers")
+
+
+def _exactly(reader: BinaryIO, size: int) -> bytes:
+    if size > MAX_BODY:
+        raise BadAnswer(f"an answer of {size} bytes")
+    data = reader.read(size)
+    if len(data) < size:
+        raise ConnectionError(f"the answer ended after {len(data)} of {size} bytes")
+    return data
+
+
+def _chunked(reader: BinaryIO) -> bytes:
+    parts, total = [], 0
+    while True:
+        field = _line(reader).split(b";", 1)[0].strip()
+        try:
+            size = int(field, 16)
+        except ValueError:
+            raise BadAnswer(f"a chunk size of {field[:20]!r}") from None
+        if size < 0:
+            raise BadAnswer(f"a chunk size of {field[:20]!r}")
+        if size == 0:
+            break
+        total += size
+        if total > MAX_BODY:
+            raise BadAnswer(f"an answer of more than {MAX_BODY} bytes")
+        parts.append(_exactly(reader, size))
+        if _line(reader) not in (b"\r\n", b"\n"):
+            raise BadAnswer("a chunk longer than its size")
+    while _line(reader) not in (b"\r\n", b"\n", b""):  # trailers
+        pass
+    return b"".join(parts)
+
+
+def read_answer(reader: BinaryIO) -> tuple[int, bytes, bool]:
+    """One HTTP/1.x answer to a POST: (status, body, whether the server closes the connection).
+
+    Written for the Bot API's answers instead of http.client's parser, whose headers go through the email
+    package: 60-90 us of a worker's CPU per message, measured against the fake Bot API. Interim 1xx answers
+    are skipped; the body comes by Content-Length, chunks, or up to the end of the connection. A malformed
+    answer raises BadAnswer (a ValueError), one cut short ConnectionError: the caller's network error."""
+    while True:
+        line = _line(reader)
+        if not line:
+            raise ConnectionError("the server closed the connection without an answer")
+        version, _, rest = line.decode("latin-1").partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise BadAnswer(f"not an HTTP answer: {line[:40]!r}")
+        status, headers = int(code), _headers(reader)
+        if status >= 200:
+            break
+    connection = headers.get("connection", "").lower()
+    closes = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+    if status in (204, 304):
+        return status, b"", closes
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return status, _chunked(reader), closes
+    length = headers.get("content-length")
+    if length is None:  # up to the end of the connection
+        body = reader.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise BadAnswer(f"an answer of more than {MAX_BODY} bytes")
+        return status, body, True
+    if not length.isdigit():
+        raise BadAnswer(f"a Content-Length of {length[:20]!r}")
+    return status, _exactly(reader, int(length)), closes
+
+
 class _Connection:
     """One kept HTTP/1.1 connection to the Bot API, on a plain or TLS socket.
 
     Every send and every read is cut to what is left of the request's deadline: a per-read timeout alone
     never fires on a Bot API that trickles its answer a byte every 0.7 s, which held a send for 49 s, past
     its 40 s lease, so the sweep started a second sender (issue 12; test_telegram's trickling server). The
-    request goes out in one write; http.client's own parser reads the answer (it reads through `makefile`
-    and `recv_into`, the only socket calls this object answers besides `fileno`)."""
+    request goes out in one write; `read_answer` reads the answer through `recv_into`, the only socket call
+    this object answers besides `fileno`."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -189,12 +283,8 @@ class _Connection:
         self.deadline = deadline
         self._arm()
         self.sock.sendall(request)
-        answer = http.client.HTTPResponse(self, method="POST")  # type: ignore[arg-type]
-        try:
-            answer.begin()
-            return answer.status, answer.read(), answer.will_close
-        finally:
-            answer.close()
+        with io.BufferedReader(socket.SocketIO(self, "rb")) as reader:  # type: ignore[arg-type]
+            return read_answer(reader)
 
     def reusable(self, now: float) -> bool:
         """Idle within the keep-alive expiry and not readable: a kept connection that has something to read
@@ -209,14 +299,11 @@ class _Connection:
     def _arm(self) -> None:
         self.sock.settimeout(_left(self.deadline))
 
-    # The socket surface http.client.HTTPResponse reads through.
-    def makefile(self, mode: str = "rb") -> io.BufferedReader:
-        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
-
+    # The socket surface the answer is read through (socket.SocketIO).
     def recv_into(self, buffer: Any) -> int:
         # Only the buffer is passed on: gevent's TLS socket reads nbytes=0 as "nothing" where the standard
-        # library reads "the buffer's size", and http.client took that 0 for a closed connection after the
-        # message had been sent (a review's experiment: three sends under gevent, three deliveries).
+        # library reads "the buffer's size", and an answer's reader takes that 0 for a closed connection after
+        # the message had been sent (a review's experiment: three sends under gevent, three deliveries).
         self._arm()
         return self.sock.recv_into(buffer)
 
@@ -235,8 +322,7 @@ class TelegramClient:
     20.8 ms, a POST on a kept one 0.72 ms (issue 11, ~70 % of a worker's time). Every call, however the
     server dribbles its answer, is over within `timeout` seconds (connect, write and read included).
 
-    The transport is the standard library's: a socket, one write per request, http.client's response
-    parser. Measured against the same fake Bot API on loopback (issue 11, the bench's worker row): a POST
+    The transport is the standard library's: a socket, one write per request, `read_answer`. Measured against the same fake Bot API on loopback (issue 11, the bench's worker row): a POST
     through httpcore + h11 took 0.32-0.35 ms of CPU and 0.56-0.58 ms round trip; this path 0.16 ms and
     0.43 ms. A connection is used by one thread at a time; idle ones wait in a small stack (MAX_IDLE)."""
 
@@ -320,8 +406,7 @@ class TelegramClient:
                 conn.close()  # whatever broke the call, the connection is in an unknown state
             if not isinstance(exc, Exception):
                 raise  # a time limit or an interrupt: not a failed request
-            # Refused, reset, dropped, timed out, an answer http.client cannot read (its parser raises
-            # ValueError or OverflowError on some broken chunk sizes): transient by nature.
+            # Refused, reset, dropped, timed out, an answer that is not HTTP (BadAnswer): transient by nature.
             reason = redact(str(exc) or type(exc).__name__, self._token)
             raise TelegramError(f"network error: {type(exc).__name__}: {reason}", retryable=True) from None
         if closes:

@@ -202,7 +202,7 @@ class Settings:
     def replace(self: S, **changes: Any) -> S:
         """A copy with these fields changed (already typed values, as the caller decided them)."""
         copy = object.__new__(type(self))
-        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update({field: self.__dict__[field] for field in self.FIELDS})  # no cached properties
         copy.__dict__.update(changes)
         copy.__dict__["fields_set"] = self.fields_set | changes.keys()
         return copy

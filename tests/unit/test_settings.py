@@ -173,6 +173,13 @@ def test_replace_changes_fields_and_marks_them_set(tmp_path: Path) -> None:
         s.api_port = 1  # type: ignore[misc]
 
 
+def test_a_copy_works_out_its_database_path_again(tmp_path: Path) -> None:
+    """database_path is worked out once per settings object; a copy on another data dir has its own."""
+    s = load_settings(P419_DATA_DIR=str(tmp_path), cls=ProductSettings)
+    assert s.database_path == tmp_path / "p419.db" and s.database_path is s.database_path
+    assert s.replace(data_dir=tmp_path / "other").database_path == tmp_path / "other" / "p419.db"
+
+
 def test_every_problem_is_said_in_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P419_API_PORT", "0")
     monkeypatch.setenv("REDIS_PORT", "six")

@@ -233,7 +233,8 @@ def read_answer(reader: BinaryIO) -> tuple[int, bytes, bool]:
     """One HTTP/1.x answer to a POST: (status, body, whether the server closes the connection).
 
     Written for the Bot API's answers instead of http.client's parser, whose headers go through the email
-    package: 60-90 us of a worker's CPU per message, measured against the fake Bot API. Interim 1xx answers
+    package: 24-27 us per answer there, 5-8 us here (the fake Bot API's answer, read 20000 times from
+    memory). Interim 1xx answers
     are skipped; the body comes by Content-Length, chunks, or up to the end of the connection. A malformed
     answer raises BadAnswer (a ValueError), one cut short ConnectionError: the caller's network error."""
     while True:

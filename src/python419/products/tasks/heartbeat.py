@@ -45,19 +45,19 @@ class Heartbeat(threading.Thread):
     def __init__(self, folder: Path, name: str, interval: float = INTERVAL) -> None:
         super().__init__(name="p419-heartbeat", daemon=True)
         self.path = folder / f"{os.getpid()}.alive"
-        self._name, self._interval = name, interval
+        self._worker, self._interval = name, interval  # not _name: that is the thread's own name
         self._stopped = threading.Event()
 
     def run(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._forget_old()
-        self.path.write_text(self._name, encoding="utf-8")
+        self.path.write_text(self._worker, encoding="utf-8")
         while not self._stopped.wait(self._interval):
             try:
                 os.utime(self.path)
             except FileNotFoundError:
                 with contextlib.suppress(OSError):
-                    self.path.write_text(self._name, encoding="utf-8")
+                    self.path.write_text(self._worker, encoding="utf-8")
             except OSError:
                 pass  # a full or read-only disk: /health will say so by the heartbeat going stale
 

@@ -285,6 +285,27 @@ def test_worker_writes_wait_for_another_writer_then_go_through(tmp_path: Path) -
     assert busy_timeout(store) == 15000
 
 
+def test_an_interrupt_while_the_busy_timeout_changes_does_not_leave_it_unknown(tmp_path: Path) -> None:
+    """A signal's exception right after the PRAGMA ran (a time limit, Ctrl+C): the next statement must not
+    take the connection's busy timeout for the one it wanted."""
+    store, _ = make(tmp_path)
+    real = store._db()
+
+    class Interrupted:
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            cursor = real.execute(sql, *args)
+            if sql.startswith("PRAGMA busy_timeout"):
+                raise KeyboardInterrupt
+            return cursor
+
+    store._local.db = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        store._db(busy_ms=1)  # ran: the connection is at 1 ms
+    store._local.db = real
+    store.get_notification(1)
+    assert busy_timeout(store) == 15000, "a read ran with the worker's 1 ms"
+
+
 def test_worker_writes_give_up_after_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

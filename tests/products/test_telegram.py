@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from python419.products.telegram import (
     token_looks_valid,
 )
 from tests.conftest import TOKEN
-from tests.fake_telegram import TLS_CERT, FakeTelegram
+from tests.fake_telegram import TLS_CERT, TLS_KEY, FakeTelegram
 from tests.procs import free_port
 
 
@@ -54,7 +55,9 @@ def test_classify() -> None:
         assert error and not error.retryable
     server = classify(502, None)
     assert server and server.retryable
-    for params in ({"retry_after": "soon"}, "soon", None):  # not what the contract says: Telegram's usual 1 s
+    huge = {"retry_after": int("1" + "0" * 400)}  # float() overflows
+    for params in ({"retry_after": "soon"}, "soon", None, huge, {"retry_after": "inf"}, {"retry_after": -3}):
+        # not what the contract says: Telegram's usual 1 s
         odd = classify(429, {"ok": False, "description": "Too Many Requests", "parameters": params})
         assert odd and odd.retryable and odd.retry_after == 1.0
 
@@ -103,6 +106,12 @@ def test_redact() -> None:
         == "GET https://api.telegram.org/bot<redacted>/getMe"
     )
     assert TOKEN not in redact(f"token is {TOKEN}", TOKEN)
+    tail, head = TOKEN[20:], TOKEN[:14]  # an answer that starts (or stops) in the middle of the token
+    assert (
+        redact(f"b'{tail}/getMe HTTP/1.1' and '{head}'", TOKEN)
+        == "b'<redacted>/getMe HTTP/1.1' and '<redacted>'"
+    )
+    assert redact("Bad Request: chat not found", TOKEN) == "Bad Request: chat not found"
 
 
 def test_token_format() -> None:
@@ -236,6 +245,58 @@ def test_chunked_answers_after_an_interim_one_keep_the_connection() -> None:
         assert client.send_message("42", "two") == {"message_id": 2}
         server.join(5)
     assert [b'"text": "one"' in seen[0], b'"text": "two"' in seen[1]] == [True, True]
+
+
+@pytest.mark.parametrize("echo_from", [0, 6, 9, 20])
+def test_an_echoed_request_never_shows_a_piece_of_the_token(echo_from: int) -> None:
+    """Something that is not the Bot API sends the request back (from some byte on): the error names what
+    came, with the token masked, whole or cut."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(conn.recv(65536)[echo_from:])
+
+    threading.Thread(target=serve, daemon=True).start()
+    with listener, pytest.raises(TelegramError, match="not an HTTP answer") as caught:
+        TelegramClient(TOKEN, f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2).get_me()
+    text = str(caught.value)
+    digits, secret = TOKEN.split(":")
+    assert digits not in text and not any(secret[i : i + 8] in text for i in range(len(secret) - 7)), text
+
+
+def test_tls_bytes_after_an_answer_are_not_taken_for_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server sends more than its answer, in the same TLS record, past the reader's buffer: OpenSSL holds
+    the rest, the descriptor does not show it. The connection is not kept; the next message gets its own
+    answer (it got the stale one, and each later message the one before it)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_CERT))
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(n: int) -> bytes:
+        body = b'{"ok":true,"result":{"message_id":%d}}' % n
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def serve() -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS_CERT, TLS_KEY)
+        for extra in (b" " * 8192 + answer(999), b""):  # a new connection for the second message
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as conn, conn.makefile("rb") as requests:
+                head = b"".join(iter(lambda: requests.readline(), b"\r\n"))
+                requests.read(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+                conn.sendall(answer(1 if extra else 2) + extra)  # one write: one TLS record
+                if extra:
+                    with contextlib.suppress(OSError):
+                        conn.recv(1)  # held open until the client closes it
+
+    threading.Thread(target=serve, daemon=True).start()
+    with (
+        listener,
+        TelegramClient(TOKEN, f"https://127.0.0.1:{listener.getsockname()[1]}", timeout=3) as client,
+    ):
+        assert client.send_message("42", "one") == {"message_id": 1}
+        assert client.send_message("42", "two") == {"message_id": 2}
 
 
 def test_a_kept_connection_is_reused_on_a_descriptor_past_1024() -> None:

@@ -61,6 +61,19 @@ def test_no_body_for_204_and_304() -> None:
     assert answer(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n") == (304, b"", True)
 
 
+def test_one_length_said_twice_is_one_length() -> None:
+    assert answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n{}") == (200, b"{}", False)
+    assert answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n{}") == (
+        200,
+        b"{}",
+        False,
+    )
+
+
+def test_a_status_line_without_a_reason_is_taken() -> None:
+    assert answer(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n{}") == (200, b"{}", False)
+
+
 def test_bare_newlines_are_taken() -> None:
     assert answer(b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}") == (200, b"{}", False)
 
@@ -73,6 +86,11 @@ def test_bare_newlines_are_taken() -> None:
         (b"HTTP/1.1 OK\r\n\r\n", BadAnswer, "not an HTTP answer"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", ConnectionError, "after 2 of 10 bytes"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", BadAnswer, "Content-Length of '-1'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}", BadAnswer, "Content-Length of '\xb2'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}", BadAnswer, "two different"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 9\r\n\r\n{}", BadAnswer, "Content-Length of '2, 9'"),
+        (b"HTTP/1.1 099 Odd\r\n\r\n", BadAnswer, "not an HTTP answer"),
+        (b"HTTP/1.1 2000 Odd\r\n\r\n", BadAnswer, "not an HTTP answer"),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n\r\n",
             BadAnswer,

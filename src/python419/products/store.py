@@ -154,6 +154,7 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")  # safe under WAL: see the module docstring
             local.db, local.pid, local.busy_ms = db, os.getpid(), None
         if local.busy_ms != busy_ms:
+            local.busy_ms = None  # unknown until the statement has run (an interrupt may come between)
             db.execute(f"PRAGMA busy_timeout={busy_ms}")
             local.busy_ms = busy_ms
         return db

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import logging
+import math
 import os
 import re
 import select
@@ -32,10 +33,24 @@ for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_:-]{8,}")  # a run of the characters a token is made of
+_PIECE = 8  # characters of the token that give it away
+
+
 def redact(text: str, token: str | None = None) -> str:
-    """Remove the token (and anything shaped like a Bot API path) from text."""
+    """Remove the token (and anything shaped like a Bot API path) from text; with the token known, also any
+    run of its characters that holds a piece of it (8 characters or more): a server echoing the request
+    from some byte on starts its answer in the middle of the token."""
     if token:
         text = text.replace(token, "<redacted>")
+        pieces = {token[i : i + _PIECE] for i in range(len(token) - _PIECE + 1)}
+
+        def mask(run: re.Match[str]) -> str:
+            word = run.group()
+            given = any(word[i : i + _PIECE] in pieces for i in range(len(word) - _PIECE + 1))
+            return "<redacted>" if given else word
+
+        text = _TOKEN_RUN.sub(mask, text)
     return _BOT_PATH.sub("/bot<redacted>", text)
 
 
@@ -87,7 +102,9 @@ def classify(status_code: int, payload: dict[str, Any] | None) -> TelegramError 
         params = payload.get("parameters")
         try:
             retry_after = float(params.get("retry_after", 1)) if isinstance(params, dict) else 1.0
-        except (TypeError, ValueError):  # not a number: wait Telegram's usual second
+        except (TypeError, ValueError, OverflowError):  # not a number: wait Telegram's usual second
+            retry_after = 1.0
+        if not math.isfinite(retry_after) or retry_after < 0:
             retry_after = 1.0
         return TelegramError(description, status_code, retryable=True, retry_after=retry_after)
     if status_code >= 500 or status_code == 200:
@@ -178,6 +195,10 @@ class BadAnswer(ValueError):
     """An answer that is not HTTP/1.x as a Bot API (or a proxy before it) sends it."""
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit() alone takes "²"
+
+
 def _line(reader: BinaryIO) -> bytes:
     line = reader.readline(MAX_LINE + 1)
     if len(line) > MAX_LINE:
@@ -192,8 +213,12 @@ def _headers(reader: BinaryIO) -> dict[str, str]:
         if line in (b"\r\n", b"\n", b""):
             return headers
         name, colon, value = line.decode("latin-1").partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
+        if not colon:
+            continue
+        name, value = name.strip().lower(), value.strip()
+        if name == "content-length" and headers.get(name, value) != value:
+            raise BadAnswer("two different Content-Lengths")  # which body is the answer's is anyone's guess
+        headers[name] = value
     raise BadAnswer(f"more than {MAX_HEADERS} headers")
 
 
@@ -213,9 +238,9 @@ def _chunked(reader: BinaryIO) -> bytes:
         try:
             size = int(field, 16)
         except ValueError:
-            raise BadAnswer(f"a chunk size of {field[:20]!r}") from None
+            raise BadAnswer(f"a chunk size of {field!r}") from None
         if size < 0:
-            raise BadAnswer(f"a chunk size of {field[:20]!r}")
+            raise BadAnswer(f"a chunk size of {field!r}")
         if size == 0:
             break
         total += size
@@ -242,9 +267,10 @@ def read_answer(reader: BinaryIO) -> tuple[int, bytes, bool]:
         if not line:
             raise ConnectionError("the server closed the connection without an answer")
         version, _, rest = line.decode("latin-1").partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise BadAnswer(f"not an HTTP answer: {line[:40]!r}")
+        code = rest.split(None, 1)[0] if rest.strip() else ""
+        if not version.startswith("HTTP/1.") or not _digits(code) or not 100 <= int(code) <= 999:
+            # The whole line: a cut could split the token of an echoed request, and redact() would miss it.
+            raise BadAnswer(f"not an HTTP answer: {line!r}")
         status, headers = int(code), _headers(reader)
         if status >= 200:
             break
@@ -255,13 +281,16 @@ def read_answer(reader: BinaryIO) -> tuple[int, bytes, bool]:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return status, _chunked(reader), closes
     length = headers.get("content-length")
+    if length is not None:  # "11, 11" is one length said twice (RFC 9110, 8.6)
+        lengths = {value.strip() for value in length.split(",")}
+        length = lengths.pop() if len(lengths) == 1 else length
     if length is None:  # up to the end of the connection
         body = reader.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             raise BadAnswer(f"an answer of more than {MAX_BODY} bytes")
         return status, body, True
-    if not length.isdigit():
-        raise BadAnswer(f"a Content-Length of {length[:20]!r}")
+    if not _digits(length):
+        raise BadAnswer(f"a Content-Length of {length!r}")
     return status, _exactly(reader, int(length)), closes
 
 
@@ -289,11 +318,14 @@ class _Connection:
 
     def reusable(self, now: float) -> bool:
         """Idle within the keep-alive expiry and not readable: a kept connection that has something to read
-        was closed by the server (or sent what nobody asked for); either way it is not to be reused."""
+        was closed by the server (or sent what nobody asked for); either way it is not to be reused. On TLS,
+        bytes OpenSSL has already taken off the socket count too (`pending()`): the descriptor does not show
+        them, and the next request would take them for its answer."""
         if now - self.idle_since > KEEPALIVE_EXPIRY:
             return False
+        pending = getattr(self.sock, "pending", None)
         try:
-            return not _readable(self.sock)
+            return not (pending is not None and pending()) and not _readable(self.sock)
         except (OSError, ValueError):
             return False
 
@@ -408,7 +440,9 @@ class TelegramClient:
             if not isinstance(exc, Exception):
                 raise  # a time limit or an interrupt: not a failed request
             # Refused, reset, dropped, timed out, an answer that is not HTTP (BadAnswer): transient by nature.
-            reason = redact(str(exc) or type(exc).__name__, self._token)
+            reason = redact(str(exc) or type(exc).__name__, self._token)[
+                :300
+            ]  # cut after: never a token's part
             raise TelegramError(f"network error: {type(exc).__name__}: {reason}", retryable=True) from None
         if closes:
             conn.close()

@@ -4,8 +4,8 @@
   the project's own compose file or Procfile (every fixture project), and the file is valid by the Compose
   Specification's JSON schema;
 - systemd: the unit passes `systemd-analyze verify`, and its ExecStart, run as systemd runs it (the unit's
-  WorkingDirectory, EnvironmentFile and Environment, a NOTIFY_SOCKET, SIGTERM to stop it: KillMode=mixed), runs
-  the project: READY=1 once the API answers, exit 0 after the stop;
+  WorkingDirectory and Environment, a NOTIFY_SOCKET, SIGTERM to stop it: KillMode=mixed), runs the project:
+  READY=1 once the API answers (on the port the config's [env] sets over the env file's), exit 0 after the stop;
 - service: on this machine (not booted with systemd) one line naming what is missing, exit 2, nothing written.
 """
 
@@ -172,9 +172,15 @@ def flat_with_venv(tmp_path: Path, latest_venv: Path) -> Callable[[], Path]:
         root = copy_project(tmp_path, "flat")
         (root / ".venv").symlink_to(latest_venv, target_is_directory=True)
         init(root, clean_environ())
-        # Ports of its own, through the env file the unit names (EnvironmentFile=).
+        # Ports of its own, through the env file (p419 up reads it, under the unit as from a shell); the
+        # config's [env] sets the API's port over the env file's, as `p419 init` points an env file's compose
+        # host names at loopback there.
         (root / ".env").write_text(
             f"REDIS_URL=redis://127.0.0.1:{free_port()}/0\nP419_API_PORT={free_port()}\n# a comment\n"
+        )
+        config = root / "p419.toml"
+        config.write_text(
+            config.read_text().replace("[env]\n", f'[env]\nP419_API_PORT = "{free_port()}"\n', 1)
         )
         return root
 
@@ -212,7 +218,7 @@ def test_the_unit_of_a_project(flat_with_venv) -> None:
         "--python",
         str(root / ".venv" / "bin" / "python"),
     ]
-    assert values["WorkingDirectory"] == [str(root)] and values["EnvironmentFile"] == [str(root / ".env")]
+    assert values["WorkingDirectory"] == [str(root)] and "EnvironmentFile" not in values
     assert (
         values["Type"] == ["notify"]
         and values["NotifyAccess"] == ["main"]
@@ -259,7 +265,7 @@ def test_the_unit_passes_systemd_analyze_verify(flat_with_venv, tmp_path: Path) 
 
 def systemd_environment(values: dict[str, list[str]]) -> dict[str, str]:
     """What systemd gives a system service's main process: its own PATH and LANG, the unit's EnvironmentFile=
-    (in order) and Environment= (no shell, no HOME without User=)."""
+    (in order; p419's units have none) and Environment= (no shell, no HOME without User=)."""
     environ = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     for path in values.get("EnvironmentFile", []):
         for line in Path(path.lstrip("-")).read_text().splitlines():
@@ -278,7 +284,10 @@ def test_the_unit_runs_the_project_as_systemd_would(flat_with_venv, tmp_path: Pa
     argv = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(values["ExecStart"][0])]
     notify = NotifyListener(str(tmp_path / "notify.sock"))
     environ = systemd_environment(values)
-    port = environ["P419_API_PORT"]
+    assert "P419_API_PORT" not in environ and "REDIS_URL" not in environ  # p419 up reads .env itself
+    given = re.search(r'P419_API_PORT = "(\d+)"', (root / "p419.toml").read_text())
+    assert given is not None
+    port = given.group(1)  # the config's [env] over the env file
     answered: dict[str, Any] = {}
     notify.on["READY=1"] = lambda _: answered.update(
         status=httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code

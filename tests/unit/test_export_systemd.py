@@ -208,7 +208,6 @@ DOCUMENTED = {
         # systemd.exec(5)
         "User",
         "WorkingDirectory",
-        "EnvironmentFile",
         "Environment",
         "SyslogIdentifier",
         # systemd.kill(5)
@@ -256,7 +255,8 @@ def test_the_unit_runs_p419_up_as_a_notify_service(tmp_path: Path) -> None:
         "/opt/p419/bin/p419 up --grace 12 --ready-timeout 30 --redis-password --python /srv/shop/.venv/bin/python"
     )
     assert service_keys["WorkingDirectory"] == str(tmp_path)
-    assert service_keys["EnvironmentFile"] == str(tmp_path / ".env")
+    assert "EnvironmentFile" not in service_keys, "p419 up reads its env files itself, under [env]"
+    assert f"# p419 up reads its env files itself, at each start: {tmp_path / '.env'}" in text.splitlines()
     assert service_keys["KillMode"] == "mixed" and service_keys["TimeoutStopSec"] == "22"  # grace + 10
     assert service_keys["Restart"] == "on-failure" and service_keys["RestartPreventExitStatus"] == "2"
     assert service_keys["WatchdogSec"] == "30" and service_keys["User"] == "shop"

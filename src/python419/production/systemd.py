@@ -125,7 +125,11 @@ def render_unit(
     options: UnitOptions,
     description: str,
 ) -> str:
-    """The unit file. `root`: the project's folder (its config's), absolute; `env_files`: those that exist."""
+    """The unit file. `root`: the project's folder (its config's), absolute; `env_files`: those that exist,
+    named in a comment only. p419 up reads them itself at each start, as from a shell: as `EnvironmentFile=`
+    they would land in p419's own environment, which outranks the config's [env] (an env file's compose host
+    name, `redis://redis:6379`, then beat the loopback URL `p419 init` put in [env]), parsed by systemd's
+    rules instead of p419's."""
     service = [
         "Type=notify",
         "NotifyAccess=main",
@@ -133,8 +137,6 @@ def render_unit(
     if options.run_as and not options.user_unit:
         service.append(f"User={specifiers_escaped(_one_line(options.run_as, 'the user'))}")
     service.append(f"WorkingDirectory={specifiers_escaped(_one_line(str(root), 'the folder'))}")
-    for path in env_files:
-        service.append(f"EnvironmentFile={specifiers_escaped(_one_line(str(path), 'the env file'))}")
     service += [
         "Environment=PYTHONUNBUFFERED=1",
         f"ExecStart={exec_line(up_argv(p419, options))}",
@@ -151,6 +153,11 @@ def render_unit(
     lines = [
         f"# Written by p419 export systemd for {root}.",
         "# p419 up supervises the stack (Redis, the API, the workers); systemd supervises p419 up.",
+    ]
+    if env_files:
+        named = ", ".join(_one_line(str(path), "the env file") for path in env_files)
+        lines.append(f"# p419 up reads its env files itself, at each start: {named}")
+    lines += [
         "[Unit]",
         f"Description={specifiers_escaped(_one_line(description, 'the description'))}",
     ]

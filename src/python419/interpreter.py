@@ -748,7 +748,7 @@ def own_versions() -> Versions:
     return Versions((major, minor, micro), **found)
 
 
-def project_python(
+def choose_interpreter(
     *,
     platform: Platform,
     environ: Mapping[str, str],
@@ -758,25 +758,29 @@ def project_python(
     configured: str | None,
     config_file: str | os.PathLike[str] | None,
     bundled: bool,
+    cwd: str | os.PathLike[str] | None = None,
     on_skip: Callable[[str], None] | None = None,
-) -> ProjectPython:
-    """The interpreter that runs a project's children, with what it has (one query). The bundled app runs in
-    p419's own interpreter, which has it."""
+) -> Interpreter:
+    """The interpreter that runs a project's children, by this module's rule. The bundled app runs in p419's
+    own interpreter, which has it."""
     if bundled and flag is None:
-        return ProjectPython(
-            Interpreter(sys.executable, "the bundled app: p419's own interpreter", True), own_versions()
-        )
-    interp = find_interpreter(
+        return Interpreter(sys.executable, "the bundled app: p419's own interpreter", True)
+    return find_interpreter(
         platform=platform,
         environ=environ,
         root=root,
         own_executable=sys.executable,
         own_prefix=sys.prefix,
         app_dir=app_dir,
+        cwd=cwd,
         flag=flag,
         configured=configured,
         config_file=config_file,
         on_skip=on_skip,
     )
+
+
+def with_versions(interp: Interpreter) -> ProjectPython:
+    """The interpreter with what it has (one query; p419's own is read in-process)."""
     versions = own_versions() if interp.own and interp.path == sys.executable else query_versions(interp.path)
     return ProjectPython(interp, versions)

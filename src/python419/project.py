@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from python419 import products
-from python419.interpreter import ProjectPython, project_python
+from python419.interpreter import ProjectPython, choose_interpreter, with_versions
 from python419.platforms import Platform
 from python419.settings import Settings, check_broker, env_names, load_settings
 from python419.workers import DEFAULT_GROUP, POOLS, Pool, WorkerGroup
@@ -661,16 +661,18 @@ def project_interpreter(
 ) -> ProjectPython:
     """The interpreter that runs this project's children (interpreter.py's rule, with this project's root,
     app_dir, --python and python = ...), and what it has. Raises InterpreterError."""
-    return project_python(
-        platform=platform,
-        environ=environ,
-        root=project.root,
-        app_dir=project.app_dir,
-        flag=project.python_flag,
-        configured=project.python_config,
-        config_file=project.config_path,
-        bundled=project.bundled,
-        on_skip=on_skip,
+    return with_versions(
+        choose_interpreter(
+            platform=platform,
+            environ=environ,
+            root=project.root,
+            app_dir=project.app_dir,
+            flag=project.python_flag,
+            configured=project.python_config,
+            config_file=project.config_path,
+            bundled=project.bundled,
+            on_skip=on_skip,
+        )
     )
 
 

@@ -140,25 +140,21 @@ def project_interpreter(project: Project, python: str | None) -> str | None:
     """The interpreter `p419 up` would use now, absolute, for --python in the unit: under systemd there is no
     VIRTUAL_ENV and no shell. None: p419's own (the bundled app, or a project without an environment)."""
     import os
-    import sys
 
-    from python419.interpreter import InterpreterError, find_interpreter
+    from python419.interpreter import InterpreterError, choose_interpreter
     from python419.platforms import detect_platform
 
-    if project.bundled and python is None:
-        return None
     try:
-        found = find_interpreter(
+        found = choose_interpreter(
             platform=detect_platform(),
             environ=os.environ,
             root=project.root,
-            own_executable=sys.executable,
-            own_prefix=sys.prefix,
             app_dir=project.app_dir,
-            cwd=Path.cwd(),
             flag=python,
             configured=project.python_config,
             config_file=project.config_path,
+            bundled=project.bundled,
+            cwd=Path.cwd(),
         )
     except InterpreterError as exc:
         raise fail(str(exc), 2) from None

@@ -337,6 +337,11 @@ class Host:
 
 
 def _spawn(argv: list[str], *, cwd: str, env: Mapping[str, str]) -> Child:
+    """p419 up, created suspended: `_contain` puts it in the job, then lets it run (see spawn_in_job: the
+    command may be pipx's p419.exe or a virtualenv's python.exe, launchers that start the real process at
+    once)."""
+    from python419.supervisor.orphans import CREATE_SUSPENDED
+
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -344,7 +349,7 @@ def _spawn(argv: list[str], *, cwd: str, env: Mapping[str, str]) -> Child:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        creationflags=CREATE_NO_WINDOW,
+        creationflags=CREATE_NO_WINDOW | CREATE_SUSPENDED,
     )
 
 
@@ -353,13 +358,20 @@ def _contain(child: Child) -> Callable[[], None] | None:
     p419 up's own Job Object nests in it). Returns the call that ends the whole tree, None without a job."""
     from ctypes import wintypes
 
-    from python419.supervisor.orphans import JobObject, kernel32
+    from python419.supervisor.orphans import JobObject, kernel32, resume_process
 
+    handle = int(getattr(child, "_handle", child.pid))
     try:
         job = JobObject()
-        job.assign(int(getattr(child, "_handle", child.pid)))
+        job.assign(handle)
     except OSError:
         return None
+    finally:
+        try:
+            resume_process(handle)  # `_spawn` created it suspended: it runs now, in the job when there is one
+        except OSError:
+            child.kill()  # never a child left suspended
+            raise
     k32 = kernel32()
     k32.TerminateJobObject.argtypes = (wintypes.HANDLE, wintypes.UINT)
     k32.TerminateJobObject.restype = wintypes.BOOL

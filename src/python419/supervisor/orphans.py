@@ -3,7 +3,8 @@
 - Linux: each child gets a parent-death signal (prctl PR_SET_PDEATHSIG), so the kernel tells it at once:
   SIGTERM for our Python children (a warm stop; their watchdog kills what is left), SIGKILL for anything else
   (redis-server), which runs no watchdog of ours and may ignore SIGTERM (see `pdeathsig_for`).
-- Windows: children are put in a Job Object with KILL_ON_JOB_CLOSE; the OS kills them when our handle dies.
+- Windows: children are put in a Job Object with KILL_ON_JOB_CLOSE before they run (created suspended); the OS
+  kills them, and whatever they started, when our handle dies.
 - Everywhere, our launcher runs a watchdog inside each child (python419/launch/watchdog.py) that notices the
   supervisor is gone and takes its own process group down (the macOS mechanism, and the backstop elsewhere).
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -55,6 +57,7 @@ def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
 JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
+CREATE_SUSPENDED = 0x00000004
 
 
 class _IoCounters(ctypes.Structure):
@@ -126,8 +129,50 @@ class JobObject:
 
     def assign(self, process_handle: int) -> None:
         """`process_handle`: the handle Popen holds (full access; no pid-reuse window as with OpenProcess).
-
-        A child is assigned right after it starts; a Python child spawns nothing of its own that early.
-        """
+        Assign a child before it runs (`spawn_in_job`): what it starts after that is in the job too."""
         if not self._k32.AssignProcessToJobObject(self.handle, process_handle):
             raise _win_error("AssignProcessToJobObject")
+
+
+def resume_process(process_handle: int, ntdll: Any = None) -> None:
+    """Let a child created with CREATE_SUSPENDED run. ntdll's NtResumeProcess, as psutil's resume(): Popen
+    keeps the process's handle but closes its first thread's, which ResumeThread would need."""
+    if ntdll is None:
+        from ctypes import wintypes
+
+        ntdll = ctypes.WinDLL("ntdll")  # type: ignore[attr-defined]
+        ntdll.NtResumeProcess.argtypes = (wintypes.HANDLE,)
+        ntdll.NtResumeProcess.restype = ctypes.c_long
+    status = ntdll.NtResumeProcess(process_handle)
+    if status != 0:
+        raise OSError(f"NtResumeProcess failed (NTSTATUS {status & 0xFFFFFFFF:#010x})")
+
+
+def spawn_in_job(
+    job: JobObject | None,
+    argv: Sequence[str],
+    *,
+    suspended: bool,
+    resume: Callable[[int], None] = resume_process,
+    **options: Any,
+) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, with the child in `job`. `suspended` (Windows, whose plan guards orphans with the
+    job): created suspended, assigned, then resumed, so it is in the job before it runs at all. Assigned
+    once it ran, a child could start its own first, outside the job, to outlive a supervisor killed hard: a
+    virtualenv's python.exe is a launcher that starts the real interpreter at once (so is pipx's p419.exe).
+    A child that cannot be put in the job is killed, never left unaccounted for."""
+    if job is None:
+        return subprocess.Popen(argv, **options)
+    if suspended:
+        options["creationflags"] = options.get("creationflags", 0) | CREATE_SUSPENDED
+    popen: subprocess.Popen[bytes] = subprocess.Popen(argv, **options)
+    handle = int(getattr(popen, "_handle", popen.pid))  # Windows Popen keeps the process's handle
+    try:
+        job.assign(handle)
+        if suspended:
+            resume(handle)
+    except OSError:
+        popen.kill()
+        popen.wait()
+        raise
+    return popen

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from python419.platforms import detect_platform
 from python419.redis_server import redis_shutdown
 from python419.settings import read_env_files
-from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec
+from python419.supervisor.orphans import JobObject, pdeathsig_for, pdeathsig_preexec, spawn_in_job
 from python419.supervisor.plan import ChildSpec, Plan, stack_env
 
 if TYPE_CHECKING:
@@ -196,8 +196,10 @@ class ProcessFactory:
             options["preexec_fn"] = self._preexec[spec.watchdog]
         if spec.stop_file is not None:
             spec.stop_file.unlink(missing_ok=True)
-        popen = subprocess.Popen(
+        popen = spawn_in_job(
+            self.job,
             spec.argv,
+            suspended=self.plan.orphan_guard == "job-object",
             env=child_environment(self.plan, spec, self.base_env),
             cwd=spec.cwd,
             stdin=subprocess.DEVNULL,
@@ -205,13 +207,6 @@ class ProcessFactory:
             stderr=subprocess.STDOUT,
             **options,
         )
-        if self.job is not None:
-            try:
-                self.job.assign(int(getattr(popen, "_handle", popen.pid)))  # Windows Popen keeps a handle
-            except OSError:
-                popen.kill()  # never leave a child we cannot account for
-                popen.wait()
-                raise
         assert popen.stdout is not None
         threading.Thread(target=_pump, args=(spec.name, popen, self.sink), daemon=True).start()
         child = self.current[spec.name] = OsChild(spec, popen, self.plan.stop)

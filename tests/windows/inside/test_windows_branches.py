@@ -7,6 +7,7 @@ process parameters.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,7 +20,7 @@ from ctypes import wintypes
 import pytest
 
 from python419.platforms import CREATE_NEW_PROCESS_GROUP, creation_flags, stop_method
-from python419.supervisor.orphans import JobObject, kernel32
+from python419.supervisor.orphans import JobObject, kernel32, spawn_in_job
 from python419.supervisor.plan import ChildSpec, Plan
 from python419.supervisor.process import OsChild, ProcessFactory
 from tests.plans import plan_for
@@ -150,6 +151,71 @@ def test_a_child_outside_the_job_survives_its_close() -> None:
     finally:
         member.kill()
         outsider.kill()
+
+
+# A launcher, as a virtualenv's python.exe is: it starts the real process at once, then waits for it.
+LAUNCHER = r"""
+import subprocess, sys
+real = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stdin=subprocess.DEVNULL)
+print("started", real.pid, flush=True)
+real.wait()
+"""
+
+
+class SlowJob(JobObject):
+    """A job whose assignment comes late, as when the supervisor is descheduled right after CreateProcess."""
+
+    def assign(self, process_handle: int) -> None:
+        time.sleep(8)  # the launcher below starts its child well within this (about 1 s under Wine)
+        super().assign(process_handle)
+
+
+def test_what_a_child_starts_at_once_is_in_the_job_too() -> None:
+    """spawn_in_job creates the child suspended: however late it is assigned, it has started nothing outside
+    the job. (Started and then assigned, a launcher's real process escaped the job and outlived it.)"""
+    job = SlowJob()
+    launcher = spawn_in_job(
+        job,
+        [sys.executable, "-c", LAUNCHER],
+        suspended=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert launcher.stdout is not None
+        words = launcher.stdout.readline().split()
+        assert words[:1] == [b"started"], words
+        real = open_for_wait(int(words[1]))
+        assert not exits_within(real, 0.5)
+        assert K32.CloseHandle(job.handle)  # the supervisor's last handle: the job kills its members
+        assert exits_within(real, 15), "the launcher's child escaped the job"
+    finally:
+        launcher.kill()
+
+
+def test_the_control_started_then_assigned_a_launchers_child_escapes_the_job() -> None:
+    """The control for the test above: with the child assigned after it started (as p419 did before), the
+    launcher's own child is outside the job and outlives it; only the launcher dies."""
+    job = SlowJob()
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
+    real_pid = None
+    try:
+        job.assign(int(launcher._handle))  # type: ignore[attr-defined]
+        assert launcher.stdout is not None
+        words = launcher.stdout.readline().split()
+        assert words[:1] == [b"started"], words
+        real_pid = int(words[1])
+        real = open_for_wait(real_pid)
+        assert K32.CloseHandle(job.handle)
+        assert launcher.wait(15) is not None  # the member dies
+        assert not exits_within(real, 2), "the launcher's child was in the job: the control proves nothing"
+    finally:
+        launcher.kill()
+        if real_pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(real_pid, signal.SIGTERM)  # TerminateProcess
 
 
 HOLDER = r"""

@@ -129,6 +129,8 @@ def test_a_write_told_not_to_wait_raises_write_busy_and_writes_nothing(tmp_path:
         store.create_product("Tea", 1, None, queued_lease=30, wait=False)
     with pytest.raises(WriteBusy):
         store.create_product_once("k", "h", "Tea", 1, None, wait=False)
+    # the try without waiting is over: the connection has its own busy timeout again
+    assert store._local.db.execute("PRAGMA busy_timeout").fetchone()[0] == 15000
     holder.execute("ROLLBACK")
     assert store.list_products() == []
     # this process's own writer holding the lock (a pool thread mid-transaction) counts the same

@@ -141,8 +141,9 @@ class Store:
 
     def _db(self, busy_ms: int | None = None) -> sqlite3.Connection:
         """This thread's connection, opened on first use (and again in a forked child), with its busy timeout
-        at `busy_ms` (BUSY_TIMEOUT by default). The timeout is set only when it changes: a worker's writes all use 1 ms, and setting
-        it there and back around each one was 4 statements per message (~2 % of a worker's time)."""
+        at `busy_ms` (BUSY_TIMEOUT by default): the one place it is set. It is set only when it changes: a
+        worker's writes all use 1 ms, and setting it there and back around each one was 4 statements per
+        message (~2 % of a worker's time)."""
         busy_ms = BUSY_TIMEOUT_MS if busy_ms is None else busy_ms
         local = self._local
         db: sqlite3.Connection | None = getattr(local, "db", None)
@@ -198,7 +199,7 @@ class Store:
             if wait:
                 db.execute("BEGIN IMMEDIATE")
             else:
-                _begin_now(db)
+                self._begin_now()
             try:
                 yield db
             except BaseException:
@@ -207,6 +208,18 @@ class Store:
             db.execute("COMMIT")
         finally:
             lock.release()
+
+    def _begin_now(self) -> None:
+        """BEGIN IMMEDIATE without SQLite's busy handler (which sleeps up to 100 ms at a time): WriteBusy.
+        The transaction's statements then have the connection's own busy timeout again."""
+        try:
+            self._db(busy_ms=0).execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise WriteBusy from exc
+            raise
+        finally:
+            self._db()
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -436,27 +449,6 @@ class Store:
                 " ORDER BY created_at LIMIT 1"
             ).fetchone()
         return Notification(**dict(row)) if row else None
-
-
-@contextmanager
-def _busy_timeout(db: sqlite3.Connection, milliseconds: int) -> Iterator[None]:
-    """The connection's busy timeout for a block, then its own (BUSY_TIMEOUT) again."""
-    db.execute(f"PRAGMA busy_timeout={milliseconds}")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-
-def _begin_now(db: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE without SQLite's busy handler (which sleeps up to 100 ms at a time): WriteBusy."""
-    try:
-        with _busy_timeout(db, 0):
-            db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise WriteBusy from exc
-        raise
 
 
 def new_task_id() -> str:

@@ -259,9 +259,9 @@ def read_answer(reader: BinaryIO) -> tuple[int, bytes, bool]:
 
     Written for the Bot API's answers instead of http.client's parser, whose headers go through the email
     package: 24-27 us per answer there, 5-8 us here (the fake Bot API's answer, read 20000 times from
-    memory). Interim 1xx answers
-    are skipped; the body comes by Content-Length, chunks, or up to the end of the connection. A malformed
-    answer raises BadAnswer (a ValueError), one cut short ConnectionError: the caller's network error."""
+    memory). Interim 1xx answers are skipped; the body comes by Content-Length, chunks, or up to the end of
+    the connection. A malformed answer raises BadAnswer (a ValueError), one cut short ConnectionError: the
+    caller's network error."""
     while True:
         line = _line(reader)
         if not line:
@@ -355,9 +355,10 @@ class TelegramClient:
     20.8 ms, a POST on a kept one 0.72 ms (issue 11, ~70 % of a worker's time). Every call, however the
     server dribbles its answer, is over within `timeout` seconds (connect, write and read included).
 
-    The transport is the standard library's: a socket, one write per request, `read_answer`. Measured against the same fake Bot API on loopback (issue 11, the bench's worker row): a POST
-    through httpcore + h11 took 0.32-0.35 ms of CPU and 0.56-0.58 ms round trip; this path 0.16 ms and
-    0.43 ms. A connection is used by one thread at a time; idle ones wait in a small stack (MAX_IDLE)."""
+    The transport is the standard library's: a socket, one write per request, `read_answer`. Measured
+    against the same fake Bot API on loopback (issue 11, the bench's worker row): a POST through httpcore +
+    h11 took 0.32-0.35 ms of CPU and 0.56-0.58 ms round trip; this path (then with http.client's parser)
+    0.16 ms and 0.43 ms. A connection is used by one thread at a time; idle ones wait in a small stack (MAX_IDLE)."""
 
     def __init__(self, token: str, api_url: str = "https://api.telegram.org", timeout: float = 10.0) -> None:
         parts = urlsplit(api_url)
@@ -440,9 +441,8 @@ class TelegramClient:
             if not isinstance(exc, Exception):
                 raise  # a time limit or an interrupt: not a failed request
             # Refused, reset, dropped, timed out, an answer that is not HTTP (BadAnswer): transient by nature.
-            reason = redact(str(exc) or type(exc).__name__, self._token)[
-                :300
-            ]  # cut after: never a token's part
+            # Cut after redacting: a cut before could leave a piece of the token that redact() misses.
+            reason = redact(str(exc) or type(exc).__name__, self._token)[:300]
             raise TelegramError(f"network error: {type(exc).__name__}: {reason}", retryable=True) from None
         if closes:
             conn.close()
